@@ -1,0 +1,188 @@
+"""The embedded JobQueue: jobs in the SQLite database, leased with an expiry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+
+from skr.adapters.sqlite_database import SQLiteDatabase
+from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
+
+_CONTROL = {
+    "pause": ({JobStatus.QUEUED, JobStatus.RUNNING}, JobStatus.PAUSED),
+    "resume": ({JobStatus.PAUSED}, JobStatus.QUEUED),
+    "cancel": ({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}, JobStatus.CANCELLED),
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    counters = JobCounters(**json.loads(row["counters"]))
+    errors = [JobError(**e) for e in json.loads(row["errors"])]
+    expires = row["lease_expires_at"]
+    return Job(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        status=JobStatus(row["status"]),
+        collection_id=row["collection_id"],
+        url=row["url"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        started_at=datetime.fromisoformat(row["started_at"]) if row["started_at"] else None,
+        finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None,
+        counters=counters,
+        errors=errors,
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
+        reason=row["reason"],
+        options=json.loads(row["options"]),
+    )
+
+
+class SQLiteJobQueue:
+    """Implements the JobQueue port on the embedded database."""
+
+    def __init__(self, database: SQLiteDatabase, *, max_attempts: int) -> None:
+        self._db = database
+        self._max_attempts = max_attempts
+
+    async def enqueue(
+        self, kind: JobKind, collection_id: str, url: str, options: dict[str, object]
+    ) -> Job:
+        now = _now()
+        row = await self._db.write(
+            lambda c: c.execute(
+                "INSERT INTO jobs (id, kind, status, collection_id, url, options, counters, "
+                "errors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?) "
+                "RETURNING *",
+                (
+                    uuid.uuid4().hex, kind.value, JobStatus.QUEUED.value, collection_id, url,
+                    json.dumps(options), json.dumps(JobCounters().as_dict()), now, now,
+                ),
+            ).fetchone()
+        )  # fmt: skip
+        return _job_from_row(row)
+
+    async def get(self, job_id: str) -> Job:
+        row = await self._db.read(
+            lambda c: c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        )
+        if row is None:
+            raise NotFoundError(f"there is no job with id {job_id!r}")
+        return _job_from_row(row)
+
+    async def list_recent(self, limit: int) -> list[Job]:
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        )
+        return [_job_from_row(r) for r in rows]
+
+    async def lease(self, owner: str, lease_seconds: float) -> Job | None:
+        def run(conn: sqlite3.Connection) -> Job | None:
+            now = time.time()
+            self._fail_exhausted(conn, now)
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' "
+                "OR (status = 'running' AND lease_expires_at < ?) ORDER BY seq LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            stamp = _now()
+            leased = conn.execute(
+                "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                "attempts = attempts + 1, started_at = coalesce(started_at, ?), updated_at = ? "
+                "WHERE id = ? RETURNING *",
+                (owner, now + lease_seconds, stamp, stamp, row[0]),
+            ).fetchone()
+            return _job_from_row(leased)
+
+        return await self._db.write(run)
+
+    def _fail_exhausted(self, conn: sqlite3.Connection, now: float) -> None:
+        """A job whose lease expired on its last attempt failed: it kept killing workers."""
+        conn.execute(
+            "UPDATE jobs SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
+            "reason = 'the job stopped without finishing ' || attempts || ' times', "
+            "finished_at = ?, updated_at = ? "
+            "WHERE status = 'running' AND lease_expires_at < ? AND attempts >= ?",
+            (_now(), _now(), now, self._max_attempts),
+        )
+
+    async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> JobStatus:
+        def run(conn: sqlite3.Connection) -> JobStatus:
+            row = conn.execute(
+                "SELECT status, lease_owner FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"there is no job with id {job_id!r}")
+            status = JobStatus(row[0])
+            if status is JobStatus.RUNNING:
+                if row[1] != owner:
+                    raise ConflictError(f"job {job_id} is leased by another worker")
+                conn.execute(
+                    "UPDATE jobs SET lease_expires_at = ? WHERE id = ?",
+                    (time.time() + lease_seconds, job_id),
+                )
+            return status
+
+        return await self._db.write(run)
+
+    async def save_progress(self, job: Job) -> None:
+        counters = json.dumps(job.counters.as_dict())
+        errors = json.dumps([{"url": e.url, "reason": e.reason} for e in job.errors[-200:]])
+        await self._db.write(
+            lambda c: c.execute(
+                "UPDATE jobs SET counters = ?, errors = ?, updated_at = ? WHERE id = ?",
+                (counters, errors, _now(), job.id),
+            )
+        )
+
+    async def finish(self, job_id: str, owner: str, status: JobStatus, reason: str | None) -> None:
+        if not status.is_final:
+            raise InvalidInputError(f"{status} is not a final status")
+        now = _now()
+        await self._db.write(
+            lambda c: c.execute(
+                "UPDATE jobs SET status = ?, reason = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL, finished_at = ?, updated_at = ? "
+                "WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (status.value, reason, now, now, job_id, owner),
+            )
+        )
+
+    async def control(self, job_id: str, action: str) -> Job:
+        if action not in _CONTROL:
+            raise InvalidInputError(f"unknown job action {action!r}")
+        allowed, target = _CONTROL[action]
+
+        def run(conn: sqlite3.Connection) -> Job:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"there is no job with id {job_id!r}")
+            current = JobStatus(row["status"])
+            if current not in allowed:
+                raise ConflictError(f"a {current} job cannot be {action}d")
+            finished = _now() if target is JobStatus.CANCELLED else None
+            updated = conn.execute(
+                "UPDATE jobs SET status = ?, lease_owner = NULL, lease_expires_at = NULL, "
+                "finished_at = coalesce(?, finished_at), updated_at = ? WHERE id = ? RETURNING *",
+                (target.value, finished, _now(), job_id),
+            ).fetchone()
+            return _job_from_row(updated)
+
+        return await self._db.write(run)
+
+    async def depth(self) -> int:
+        row = await self._db.read(
+            lambda c: c.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()
+        )
+        return int(row[0])

@@ -1,0 +1,426 @@
+"""The embedded Store: SQLite (WAL, one writer) as the source of truth, FTS5 for keywords,
+and per-collection HNSW indexes derived from the vectors SQLite keeps."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from skr.adapters.hnsw_index import HnswIndex, HnswParams
+from skr.adapters.sqlite_database import SQLiteDatabase
+from skr.adapters.sqlite_rows import chunk_from_row, collection_from_row, document_from_row
+from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.models import (
+    Chunk,
+    ChunkKind,
+    Collection,
+    Document,
+    PageWrite,
+    ScoredId,
+)
+from skr.ports.vectors import Vector
+
+logger = logging.getLogger(__name__)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_MAX_QUERY_TERMS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _PageWritten:
+    document: Document
+    removed: list[int]
+    added: list[int]
+    vectors: Vector
+    generation: int
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 query: every word of ``text`` quoted, joined with OR."""
+    terms = list(dict.fromkeys(t.lower() for t in _WORD.findall(text)))[:_MAX_QUERY_TERMS]
+    if not terms:
+        return None
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+def _bump_generation(conn: sqlite3.Connection, collection_id: str) -> int:
+    row = conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, 1) "
+        "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+        (f"vecgen:{collection_id}",),
+    ).fetchone()
+    return int(row[0])
+
+
+def _generation(conn: sqlite3.Connection, collection_id: str) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"vecgen:{collection_id}",))
+    found = row.fetchone()
+    return int(found[0]) if found else 0
+
+
+class SQLiteStore:
+    """Implements the Store port on one SQLite file plus an ``ann/`` folder beside it."""
+
+    def __init__(
+        self,
+        database: SQLiteDatabase,
+        index_dir: Path,
+        *,
+        model_id: str,
+        dimensions: int,
+        hnsw: HnswParams | None = None,
+    ) -> None:
+        self._db = database
+        self._index_dir = index_dir
+        self._model_id = model_id
+        self._dimensions = dimensions
+        self._hnsw = hnsw or HnswParams()
+        self._indexes: dict[str, HnswIndex] = {}
+
+    # lifecycle -----------------------------------------------------------
+
+    async def load_indexes(self) -> None:
+        """Load each collection's saved index, or rebuild it when missing or stale."""
+        self._index_dir.mkdir(parents=True, exist_ok=True)
+        ids = await self._db.read(
+            lambda c: [r[0] for r in c.execute("SELECT id FROM collections")]
+        )
+        for collection_id in ids:
+            self._indexes[collection_id] = await self._db.read(
+                lambda c, cid=collection_id: self._load_or_build(c, cid)
+            )
+
+    def _load_or_build(self, conn: sqlite3.Connection, collection_id: str) -> HnswIndex:
+        generation = _generation(conn, collection_id)
+        path = self._index_path(collection_id)
+        loaded = HnswIndex.load(path, self._dimensions, self._hnsw, generation, self._model_id)
+        if loaded is not None:
+            return loaded
+        logger.info("rebuilding the vector index of collection %s from SQLite", collection_id)
+        rows = conn.execute(
+            "SELECT seq, embedding FROM chunks WHERE collection_id = ? AND model_id = ?",
+            (collection_id, self._model_id),
+        )
+        index = HnswIndex.build(
+            self._dimensions,
+            self._hnsw,
+            ((int(seq), np.frombuffer(blob, dtype=np.float32)) for seq, blob in rows),
+        )
+        index.dirty = True
+        return index
+
+    async def save_indexes(self) -> None:
+        """Save every changed index with the generation it reflects (on the writer
+        thread, so no write slips in between)."""
+        await self._db.write(self._save_dirty)
+
+    def _save_dirty(self, conn: sqlite3.Connection) -> None:
+        for collection_id, index in list(self._indexes.items()):
+            if index.dirty:
+                generation = _generation(conn, collection_id)
+                index.save(self._index_path(collection_id), generation, self._model_id)
+
+    def _index_path(self, collection_id: str) -> Path:
+        return self._index_dir / f"{collection_id}.hnsw"
+
+    def _index(self, collection_id: str) -> HnswIndex:
+        index = self._indexes.get(collection_id)
+        if index is None:
+            index = self._indexes.setdefault(
+                collection_id, HnswIndex(self._dimensions, self._hnsw)
+            )
+        return index
+
+    async def ping(self) -> None:
+        await self._db.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # collections ----------------------------------------------------------
+
+    async def ensure_collection(self, name: str, tenant: str) -> Collection:
+        def run(conn: sqlite3.Connection) -> Collection:
+            row = conn.execute(
+                "SELECT * FROM collections WHERE tenant = ? AND name = ?", (tenant, name)
+            ).fetchone()
+            if row is not None:
+                return collection_from_row(row)
+            return self._insert_collection(conn, name, tenant)
+
+        return await self._db.write(run)
+
+    async def create_collection(self, name: str, tenant: str) -> Collection:
+        def run(conn: sqlite3.Connection) -> Collection:
+            try:
+                return self._insert_collection(conn, name, tenant)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"a collection named {name!r} already exists") from exc
+
+        return await self._db.write(run)
+
+    def _insert_collection(self, conn: sqlite3.Connection, name: str, tenant: str) -> Collection:
+        row = conn.execute(
+            "INSERT INTO collections (id, name, tenant, created_at) VALUES (?, ?, ?, ?) "
+            "RETURNING *",
+            (uuid.uuid4().hex, name, tenant, _now()),
+        ).fetchone()
+        return collection_from_row(row)
+
+    async def get_collection(self, name: str, tenant: str) -> Collection:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT * FROM collections WHERE tenant = ? AND name = ?", (tenant, name)
+            ).fetchone()
+        )
+        if row is None:
+            raise NotFoundError(f"there is no collection named {name!r}")
+        return collection_from_row(row)
+
+    async def list_collections(self, tenant: str) -> list[Collection]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT * FROM collections WHERE tenant = ? ORDER BY created_at, name", (tenant,)
+            ).fetchall()
+        )
+        return [collection_from_row(r) for r in rows]
+
+    # documents -------------------------------------------------------------
+
+    async def find_document(self, collection_id: str, url: str) -> Document | None:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT * FROM documents WHERE collection_id = ? AND url = ?", (collection_id, url)
+            ).fetchone()
+        )
+        return None if row is None else document_from_row(row)
+
+    async def write_page(self, page: PageWrite) -> Document:
+        if page.vectors.shape[0] != len(page.chunks):
+            raise InvalidInputError("every chunk needs exactly one vector")
+        vectors = np.asarray(page.vectors, dtype=np.float32).reshape(len(page.chunks), -1)
+        result = await self._db.write(
+            lambda c: _write_page(c, page, vectors), after_commit=self._apply_to_index
+        )
+        return result.document
+
+    def _apply_to_index(self, written: _PageWritten) -> None:
+        index = self._index(written.document.collection_id)
+        index.remove(written.removed)
+        if written.added:
+            index.add(written.added, written.vectors)
+
+    async def mark_fetched(
+        self, document_id: str, etag: str | None, last_modified: str | None
+    ) -> None:
+        await self._db.write(
+            lambda c: c.execute(
+                "UPDATE documents SET fetched_at = ?, etag = coalesce(?, etag), "
+                "last_modified = coalesce(?, last_modified) WHERE id = ?",
+                (_now(), etag, last_modified, document_id),
+            )
+        )
+
+    async def get_document(self, document_id: str, tenant: str) -> Document:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
+                "WHERE d.id = ? AND k.tenant = ?",
+                (document_id, tenant),
+            ).fetchone()
+        )
+        if row is None:
+            raise NotFoundError(f"there is no document with id {document_id!r}")
+        return document_from_row(row)
+
+    async def list_documents(
+        self, collection_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        after = _decode_cursor(cursor)
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT rowid AS position, * FROM documents "
+                "WHERE collection_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                (collection_id, after, limit + 1),
+            ).fetchall()
+        )
+        page = rows[:limit]
+        next_cursor = str(page[-1]["position"]) if len(rows) > limit else None
+        return [document_from_row(r) for r in page], next_cursor
+
+    async def delete_document(self, document_id: str, tenant: str) -> None:
+        def run(conn: sqlite3.Connection) -> _PageWritten:
+            row = conn.execute(
+                "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
+                "WHERE d.id = ? AND k.tenant = ?",
+                (document_id, tenant),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"there is no document with id {document_id!r}")
+            removed = [
+                int(r[0])
+                for r in conn.execute("SELECT seq FROM chunks WHERE document_id = ?", (document_id,))
+            ]
+            conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+            conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+            generation = _bump_generation(conn, row["collection_id"])
+            empty = np.empty((0, self._dimensions), dtype=np.float32)
+            return _PageWritten(document_from_row(row), removed, [], empty, generation)
+
+        await self._db.write(run, after_commit=self._apply_to_index)
+
+    # search ------------------------------------------------------------------
+
+    async def keyword_search(
+        self, collection_id: str, query: str, k: int, kind: ChunkKind | None
+    ) -> list[ScoredId]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        sql = (
+            "SELECT c.id, bm25(chunks_fts, 2.0, 1.5, 1.0) AS rank FROM chunks_fts "
+            "JOIN chunks c ON c.seq = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ? AND c.collection_id = ?"
+        )
+        params: list[object] = [match, collection_id]
+        if kind is not None:
+            sql += " AND c.kind = ?"
+            params.append(kind.value)
+        sql += " ORDER BY rank LIMIT ?"
+        params.append(k)
+        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
+        return [ScoredId(r[0], -float(r[1])) for r in rows]
+
+    async def vector_search(
+        self, collection_id: str, vector: Vector, k: int, kind: ChunkKind | None
+    ) -> list[ScoredId]:
+        index = self._indexes.get(collection_id)
+        if index is None:
+            return []
+        widened = k if kind is None else k * 4
+        return await self._db.read(
+            lambda c: self._vector_search(c, index, vector, widened, k, kind)
+        )
+
+    def _vector_search(
+        self,
+        conn: sqlite3.Connection,
+        index: HnswIndex,
+        vector: Vector,
+        widened: int,
+        k: int,
+        kind: ChunkKind | None,
+    ) -> list[ScoredId]:
+        found = index.search(np.asarray(vector, dtype=np.float32), widened)
+        if not found:
+            return []
+        marks = ",".join("?" * len(found))
+        rows = conn.execute(
+            f"SELECT seq, id, kind FROM chunks WHERE seq IN ({marks})",  # noqa: S608
+            [label for label, _ in found],
+        ).fetchall()
+        by_seq = {int(r[0]): (r[1], r[2]) for r in rows}
+        hits: list[ScoredId] = []
+        for label, score in found:
+            entry = by_seq.get(label)
+            if entry is None or (kind is not None and entry[1] != kind.value):
+                continue
+            hits.append(ScoredId(entry[0], score))
+        return hits[:k]
+
+    async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        if not chunk_ids:
+            return []
+        marks = ",".join("?" * len(chunk_ids))
+        sql = (
+            "SELECT c.*, d.url AS url, i.src AS image_src, i.alt AS image_alt, "
+            "i.title AS image_title, i.caption AS image_caption, "
+            "i.surrounding_text AS image_surrounding, i.ocr_text AS image_ocr "
+            "FROM chunks c JOIN documents d ON d.id = c.document_id "
+            f"LEFT JOIN images i ON i.chunk_id = c.id WHERE c.id IN ({marks})"  # noqa: S608
+        )
+        rows = await self._db.read(lambda c: c.execute(sql, list(chunk_ids)).fetchall())
+        by_id = {r["id"]: chunk_from_row(r) for r in rows}
+        return [by_id[i] for i in chunk_ids if i in by_id]
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None or cursor == "":
+        return 0
+    if not cursor.isdigit() or len(cursor) > 18:
+        raise InvalidInputError("cursor is not one this server gave out")
+    return int(cursor)
+
+
+def _write_page(conn: sqlite3.Connection, page: PageWrite, vectors: Vector) -> _PageWritten:
+    now = _now()
+    existing = conn.execute(
+        "SELECT id FROM documents WHERE collection_id = ? AND url = ?",
+        (page.collection_id, page.url),
+    ).fetchone()
+    image_count = sum(1 for c in page.chunks if c.kind is ChunkKind.IMAGE)
+    fields = (
+        page.final_url, page.title, page.content_hash, page.etag, page.last_modified, now,
+        "indexed", len(page.chunks) - image_count, image_count,
+    )  # fmt: skip
+    removed: list[int] = []
+    if existing is None:
+        document_id = uuid.uuid4().hex
+        conn.execute(
+            "INSERT INTO documents (id, collection_id, url, final_url, title, content_hash, "
+            "etag, last_modified, fetched_at, status, chunk_count, image_count) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (document_id, page.collection_id, page.url, *fields),
+        )
+    else:
+        document_id = existing[0]
+        removed = [
+            int(r[0])
+            for r in conn.execute("SELECT seq FROM chunks WHERE document_id = ?", (document_id,))
+        ]
+        conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+        conn.execute(
+            "UPDATE documents SET final_url = ?, title = ?, content_hash = ?, etag = ?, "
+            "last_modified = ?, fetched_at = ?, status = ?, chunk_count = ?, image_count = ? "
+            "WHERE id = ?",
+            (*fields, document_id),
+        )
+    added = [_insert_chunk(conn, page, document_id, i, vectors[i]) for i in range(len(page.chunks))]
+    generation = _bump_generation(conn, page.collection_id)
+    row = conn.execute("SELECT * FROM documents WHERE id = ?", (document_id,)).fetchone()
+    return _PageWritten(document_from_row(row), removed, added, vectors, generation)
+
+
+def _insert_chunk(
+    conn: sqlite3.Connection, page: PageWrite, document_id: str, i: int, vector: Vector
+) -> int:
+    draft = page.chunks[i]
+    chunk_id = uuid.uuid4().hex
+    cursor = conn.execute(
+        "INSERT INTO chunks (id, document_id, collection_id, ordinal, kind, title, "
+        "heading_path, text, token_count, model_id, embedding) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            chunk_id, document_id, page.collection_id, draft.ordinal, draft.kind.value,
+            page.title, draft.heading_path, draft.text, draft.token_count, page.model_id,
+            np.asarray(vector, dtype=np.float32).tobytes(),
+        ),
+    )  # fmt: skip
+    if draft.image is not None:
+        image = draft.image
+        conn.execute(
+            "INSERT INTO images (chunk_id, src, alt, title, caption, surrounding_text, ocr_text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chunk_id, image.src, image.alt, image.title, image.caption,
+             image.surrounding_text, image.ocr_text),
+        )  # fmt: skip
+    return int(cursor.lastrowid or 0)

@@ -1,0 +1,56 @@
+"""The FastAPI application factory; its lifespan enters the one container."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from skr.container import build_container
+from skr.entrypoints.api import routes_health, routes_jobs, routes_library, routes_search
+from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from skr.entrypoints.api.problems import install_problem_handlers
+from skr.observability.metrics import Metrics
+from skr.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; nothing is connected or loaded until the lifespan starts."""
+    resolved = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with build_container(resolved) as container:
+            app.state.container = container
+            if not resolved.allow_private_networks:
+                logger.info("the network guard refuses private and loopback addresses")
+            logger.info("SKR ready; data in %s", resolved.data_dir)
+            yield
+            app.state.container = None
+
+    app = FastAPI(
+        title="SKR — Smart Knowledge Repository",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.container = None
+    install_problem_handlers(app)
+    for module in (routes_health, routes_jobs, routes_search, routes_library):
+        app.include_router(module.router)
+
+    def current_metrics() -> Metrics | None:
+        container = app.state.container
+        return None if container is None else container.metrics
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (settings from the environment)."""
+    return create_app()

@@ -1,0 +1,36 @@
+"""Routes for load balancers and monitoring: /livez, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from skr.domain.errors import SKRError
+from skr.entrypoints.api.dependencies import ContainerDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/livez")
+async def livez() -> dict[str, str]:
+    """Constant time; touches nothing."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(container: ContainerDep) -> JSONResponse:
+    """Dependency state from a check cached for a few seconds."""
+    report = await container.readiness.report()
+    body = {"status": "ready" if report.ready else "unready", "checks": report.checks}
+    return JSONResponse(body, status_code=200 if report.ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(container: ContainerDep) -> Response:
+    """Prometheus text format."""
+    try:
+        container.metrics.job_queue_depth.set(await container.job_queue.depth())
+    except SKRError:
+        container.metrics.job_queue_depth.set(float("nan"))
+    return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,87 @@
+"""Routes over stored content: documents and collections."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from skr.domain.models import Collection, Document
+from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.schemas import (
+    COLLECTION_NAME,
+    CollectionCreate,
+    CollectionRead,
+    CollectionsPage,
+    DocumentRead,
+    DocumentsPage,
+)
+
+router = APIRouter(prefix="/v1", tags=["library"])
+
+DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def document_read(document: Document) -> DocumentRead:
+    return DocumentRead(
+        id=document.id,
+        collection_id=document.collection_id,
+        url=document.url,
+        final_url=document.final_url,
+        title=document.title,
+        content_hash=document.content_hash,
+        fetched_at=document.fetched_at,
+        status=document.status,
+        chunk_count=document.chunk_count,
+        image_count=document.image_count,
+    )
+
+
+def collection_read(collection: Collection) -> CollectionRead:
+    return CollectionRead(id=collection.id, name=collection.name, created_at=collection.created_at)
+
+
+@router.get("/documents", response_model=DocumentsPage)
+async def list_documents(
+    container: ContainerDep,
+    tenant: TenantDep,
+    collection: Annotated[str, Query(pattern=COLLECTION_NAME)] = "default",
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> DocumentsPage:
+    found = await container.store.get_collection(collection, tenant)
+    documents, next_cursor = await container.store.list_documents(found.id, limit, cursor)
+    return DocumentsPage(
+        documents=[document_read(d) for d in documents], next_cursor=next_cursor
+    )
+
+
+@router.get("/documents/{document_id}", response_model=DocumentRead)
+async def get_document(
+    document_id: DocumentId, container: ContainerDep, tenant: TenantDep
+) -> DocumentRead:
+    return document_read(await container.store.get_document(document_id, tenant))
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+async def delete_document(
+    document_id: DocumentId, container: ContainerDep, tenant: TenantDep
+) -> Response:
+    """Delete a document with its chunks, images and vectors."""
+    document = await container.store.get_document(document_id, tenant)
+    await container.store.delete_document(document_id, tenant)
+    await container.cache.bump_generation(document.collection_id)
+    return Response(status_code=204)
+
+
+@router.get("/collections", response_model=CollectionsPage)
+async def list_collections(container: ContainerDep, tenant: TenantDep) -> CollectionsPage:
+    collections = await container.store.list_collections(tenant)
+    return CollectionsPage(collections=[collection_read(c) for c in collections])
+
+
+@router.post("/collections", status_code=201, response_model=CollectionRead)
+async def create_collection(
+    body: CollectionCreate, container: ContainerDep, tenant: TenantDep
+) -> CollectionRead:
+    return collection_read(await container.store.create_collection(body.name, tenant))

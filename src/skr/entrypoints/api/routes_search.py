@@ -1,0 +1,92 @@
+"""Routes that read the knowledge base: search and ask."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
+from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.schemas import (
+    COLLECTION_NAME,
+    AnswerRead,
+    AskRequest,
+    CitationRead,
+    HitRead,
+    SearchResults,
+)
+from skr.services.search import MAX_K, MAX_QUERY_CHARS
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+_KINDS: dict[str, ChunkKind | None] = {"text": ChunkKind.TEXT, "image": ChunkKind.IMAGE, "all": None}
+
+
+@router.get("/search", response_model=SearchResults)
+async def search(
+    container: ContainerDep,
+    tenant: TenantDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    collection: Annotated[str, Query(pattern=COLLECTION_NAME)] = DEFAULT_COLLECTION,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    kind: Literal["text", "image", "all"] = "all",
+) -> SearchResults:
+    """The best chunks and images for ``q``, keyword and vector results fused."""
+    found = await container.store.get_collection(collection, tenant)
+    hits = await container.search.search(found, q, k, _KINDS[kind])
+    return SearchResults(
+        hits=[
+            HitRead(
+                id=h.id,
+                document_id=h.document_id,
+                url=h.url,
+                title=h.title,
+                text=h.text,
+                score=h.score,
+                kind=h.kind.value,
+                image_url=h.image_url,
+            )
+            for h in hits
+        ]
+    )
+
+
+def answer_read(answer: Answer) -> AnswerRead:
+    return AnswerRead(
+        answer=answer.answer,
+        citations=[
+            CitationRead(n=c.n, url=c.url, title=c.title, quote=c.quote, chunk_id=c.chunk_id)
+            for c in answer.citations
+        ],
+        mode="llm" if answer.mode == "llm" else "extractive",
+        degraded=answer.degraded,
+    )
+
+
+async def _answer_events(answer: AnswerRead) -> AsyncIterator[str]:
+    for word_group in _groups(answer.answer.split(" "), 8):
+        yield f"event: token\ndata: {json.dumps(' '.join(word_group) + ' ')}\n\n"
+    yield f"event: answer\ndata: {answer.model_dump_json()}\n\n"
+    yield "event: done\ndata: {}\n\n"
+
+
+def _groups(words: list[str], size: int) -> list[list[str]]:
+    return [words[i : i + size] for i in range(0, len(words), size)]
+
+
+@router.post("/ask", response_model=AnswerRead)
+async def ask(
+    body: AskRequest, request: Request, container: ContainerDep, tenant: TenantDep
+) -> AnswerRead | StreamingResponse:
+    """An answer made from the collection's passages, each claim cited as [n]."""
+    found = await container.store.get_collection(body.collection, tenant)
+    answer = await container.ask.ask(found, body.question, body.k)
+    container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
+    read = answer_read(answer)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(_answer_events(read), media_type="text/event-stream")
+    return read

@@ -1,0 +1,148 @@
+"""The HTTP API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from skr.domain.models import DEFAULT_COLLECTION
+
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class CrawlOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_depth: int = Field(default=2, ge=0, le=20)
+    max_pages: int = Field(default=100, ge=1, le=100_000)
+    same_host: bool = True
+    sitemap: bool = True
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2048, examples=["https://flask.palletsprojects.com/"])
+    collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME)
+    crawl: CrawlOptions | None = None
+
+
+class IngestAccepted(BaseModel):
+    job_id: str
+    status: str
+    url: str
+
+
+class JobCountersRead(BaseModel):
+    discovered: int
+    fetched: int
+    indexed: int
+    unchanged: int
+    skipped: int
+    failed: int
+
+
+class JobErrorRead(BaseModel):
+    url: str
+    reason: str
+
+
+class JobRead(BaseModel):
+    id: str
+    kind: str
+    status: str
+    url: str
+    collection_id: str
+    counters: JobCountersRead
+    pages_per_second: float | None
+    eta_seconds: float | None
+    errors: list[JobErrorRead]
+    reason: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPage(BaseModel):
+    jobs: list[JobRead]
+
+
+class HitRead(BaseModel):
+    id: str
+    document_id: str
+    url: str
+    title: str
+    text: str
+    score: float
+    kind: Literal["text", "image"]
+    image_url: str | None = None
+
+
+class SearchResults(BaseModel):
+    hits: list[HitRead]
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, max_length=2000)
+    collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME)
+    k: int = Field(default=5, ge=1, le=20)
+
+
+class CitationRead(BaseModel):
+    n: int
+    url: str
+    title: str
+    quote: str
+    chunk_id: str
+
+
+class AnswerRead(BaseModel):
+    answer: str
+    citations: list[CitationRead]
+    mode: Literal["extractive", "llm"]
+    degraded: bool
+
+
+class DocumentRead(BaseModel):
+    id: str
+    collection_id: str
+    url: str
+    final_url: str
+    title: str
+    content_hash: str
+    fetched_at: datetime
+    status: str
+    chunk_count: int
+    image_count: int
+
+
+class DocumentsPage(BaseModel):
+    documents: list[DocumentRead]
+    next_cursor: str | None
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=COLLECTION_NAME)
+
+
+class CollectionRead(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class CollectionsPage(BaseModel):
+    collections: list[CollectionRead]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str

@@ -1,0 +1,205 @@
+"""The ``skr`` command line: runs the server, and talks to a running server for the rest."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from skr.settings import Settings
+
+app = typer.Typer(
+    help="SKR, the Smart Knowledge Repository: turn web sites into a knowledge base.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+_out = Console()
+_err = Console(stderr=True)
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option("--api-url", help="SKR server to talk to (default: SKR_API_URL)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the raw JSON response.")]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+
+
+class _Client:
+    """A thin HTTP client for the API with errors a person can read."""
+
+    def __init__(self, api_url: str | None) -> None:
+        self.base = (api_url or Settings().api_url).rstrip("/")
+        self._http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(60.0, connect=3.0))
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            _fail(f"no SKR server answers at {self.base}; start one with `skr serve`")
+        except httpx.TimeoutException:
+            _fail(f"the SKR server at {self.base} did not answer in time")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            _fail(f"{response.status_code}: {detail}")
+        return response.json() if response.content else None
+
+
+def _fail(message: str) -> Any:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the API server (and, embedded, its background workers)."""
+    import logging
+
+    import uvicorn
+
+    from skr.entrypoints.api.app import create_app
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if settings.host not in {"127.0.0.1", "localhost", "::1"} and host is None:
+        _err.print(f"warning: listening on {settings.host} with no API keys configured")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def ingest(
+    url: str,
+    collection: CollectionOpt = "default",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job and show progress.")] = (
+        False
+    ),
+    api_url: ApiUrl = None,
+) -> None:
+    """Queue URL for ingestion."""
+    client = _Client(api_url)
+    accepted = client.call("POST", "/v1/ingest", json={"url": url, "collection": collection})
+    job_id = accepted["job_id"]
+    _out.print(f"job {job_id} queued for {accepted['url']}")
+    if wait:
+        _wait_for_job(client, job_id)
+
+
+def _wait_for_job(client: _Client, job_id: str) -> None:
+    with _out.status("waiting…") as status:
+        while True:
+            job = client.call("GET", f"/v1/jobs/{job_id}")
+            c = job["counters"]
+            status.update(
+                f"{job['status']}: fetched {c['fetched']}, indexed {c['indexed']}, "
+                f"unchanged {c['unchanged']}, failed {c['failed']}"
+            )
+            if job["status"] in {"succeeded", "failed", "cancelled"}:
+                break
+            time.sleep(0.5)
+    for error in job["errors"]:
+        _err.print(f"  {error['url']}: {error['reason']}", highlight=False)
+    if job["status"] != "succeeded":
+        _fail(f"job {job['status']}: {job.get('reason') or 'see errors above'}")
+    _out.print(f"job succeeded: indexed {c['indexed']}, unchanged {c['unchanged']}")
+
+
+@app.command()
+def search(
+    query: str,
+    collection: CollectionOpt = "default",
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
+    kind: Annotated[str, typer.Option(help="text, image or all.")] = "all",
+    as_json: JsonFlag = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Search a collection."""
+    params: dict[str, str | int] = {"q": query, "collection": collection, "k": k, "kind": kind}
+    result = _Client(api_url).call("GET", "/v1/search", params=params)
+    if as_json:
+        _out.print_json(json.dumps(result))
+        return
+    if not result["hits"]:
+        _out.print("no results")
+    for n, hit in enumerate(result["hits"], start=1):
+        _out.print(f"[bold]{n}. {hit['title']}[/] ({hit['score']:.4f})", highlight=False)
+        _out.print(f"   {hit['url']}", style="cyan", highlight=False)
+        _out.print(f"   {hit['text'][:240].replace(chr(10), ' ')}", highlight=False)
+
+
+@app.command()
+def ask(
+    question: str,
+    collection: CollectionOpt = "default",
+    as_json: JsonFlag = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Ask a question; the answer cites its sources."""
+    body = {"question": question, "collection": collection}
+    result = _Client(api_url).call("POST", "/v1/ask", json=body)
+    if as_json:
+        _out.print_json(json.dumps(result))
+        return
+    if result["degraded"]:
+        _err.print("(the answer model failed; this is the extractive answer)")
+    _out.print(result["answer"], highlight=False)
+    for citation in result["citations"]:
+        _out.print(f"[{citation['n']}] {citation['title']} — {citation['url']}", highlight=False)
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="How many jobs.")] = 20,
+    as_json: JsonFlag = False,
+    api_url: ApiUrl = None,
+) -> None:
+    """Recent jobs, newest first."""
+    result = _Client(api_url).call("GET", "/v1/jobs", params={"limit": limit})
+    if as_json:
+        _out.print_json(json.dumps(result))
+        return
+    table = Table("id", "status", "url", "indexed", "unchanged", "failed", "reason")
+    for job in result["jobs"]:
+        c = job["counters"]
+        table.add_row(
+            job["id"][:12], job["status"], job["url"], str(c["indexed"]),
+            str(c["unchanged"]), str(c["failed"]), job.get("reason") or "",
+        )  # fmt: skip
+    _out.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the store's schema."""
+    from skr.adapters.sqlite_database import SQLiteDatabase
+
+    settings = Settings()
+    database = SQLiteDatabase(settings.sqlite_path)
+    database.open()
+    database.close()
+    _out.print(f"schema up to date in {settings.sqlite_path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

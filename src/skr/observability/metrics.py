@@ -1,0 +1,47 @@
+"""Prometheus metrics of one SKR process, in a registry of its own (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric SKR exports. Built by the container, one per process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "skr_http_requests", "HTTP requests served", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "skr_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ingest_pages = Counter(
+            "skr_ingest_pages", "Pages ingested, by outcome", ["outcome"], registry=r
+        )
+        self.ingest_chunks = Counter("skr_ingest_chunks", "Chunks stored", registry=r)
+        self.job_queue_depth = Gauge("skr_job_queue_depth", "Jobs waiting to run", registry=r)
+        self.embed_batch_seconds = Histogram(
+            "skr_embed_batch_duration_seconds",
+            "Time to embed one batch",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.citations_dropped = Counter(
+            "skr_citations_dropped",
+            "Citations dropped because their quote is not in the cited chunk",
+            registry=r,
+        )
+        self.answers = Counter(
+            "skr_answers", "Answers given, by mode and degradation", ["mode", "degraded"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

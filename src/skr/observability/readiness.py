@@ -1,0 +1,38 @@
+"""Readiness: dependency checks whose result is cached for a few seconds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from skr.domain.errors import SKRError
+from skr.ports.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessReport:
+    ready: bool
+    checks: dict[str, str]
+
+
+class ReadinessCheck:
+    """Pings the dependencies at most once per ``ttl_seconds``; callers share the result."""
+
+    def __init__(self, *, store: Store, ttl_seconds: float) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._checked_at = float("-inf")
+        self._report = ReadinessReport(False, {"store": "not checked"})
+
+    async def report(self) -> ReadinessReport:
+        if time.monotonic() - self._checked_at < self._ttl:
+            return self._report
+        checks: dict[str, str] = {}
+        try:
+            await self._store.ping()
+            checks["store"] = "ok"
+        except SKRError as exc:
+            checks["store"] = f"failing: {exc.detail}"
+        self._report = ReadinessReport(all(v == "ok" for v in checks.values()), checks)
+        self._checked_at = time.monotonic()
+        return self._report

@@ -1,0 +1,22 @@
+"""The Fetcher port: get one URL from the web, safely and within bounds."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from skr.domain.models import FetchedPage
+
+
+class Fetcher(Protocol):
+    async def check_url(self, url: str) -> None:
+        """``InvalidInputError`` for a URL SKR will not fetch (scheme, host), and
+        ``BlockedURLError`` when the network guard refuses its resolved addresses."""
+        ...
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchedPage:
+        """Fetch ``url`` following redirects; ``FetchError`` (or ``BlockedURLError``)
+        with a reason a person understands on any failure. A 304 answer to a
+        conditional request comes back as a page with ``status_code`` 304."""
+        ...

@@ -1,0 +1,48 @@
+"""The JobQueue port: durable jobs with leases, progress and control."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from skr.domain.models import Job, JobKind, JobStatus
+
+
+class JobQueue(Protocol):
+    async def enqueue(
+        self, kind: JobKind, collection_id: str, url: str, options: dict[str, object]
+    ) -> Job: ...
+
+    async def get(self, job_id: str) -> Job:
+        """``NotFoundError`` for an unknown id."""
+        ...
+
+    async def list_recent(self, limit: int) -> list[Job]:
+        """Newest first."""
+        ...
+
+    async def lease(self, owner: str, lease_seconds: float) -> Job | None:
+        """Take the oldest queued job, or a running one whose lease expired, and
+        mark it running for ``owner`` until the lease expires."""
+        ...
+
+    async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> JobStatus:
+        """Extend the lease; returns the job's status so a worker sees pause or cancel.
+        A lease that now belongs to someone else gives ``ConflictError``."""
+        ...
+
+    async def save_progress(self, job: Job) -> None:
+        """Store the job's counters and errors."""
+        ...
+
+    async def finish(self, job_id: str, owner: str, status: JobStatus, reason: str | None) -> None:
+        """End the job as succeeded, failed or cancelled and release its lease."""
+        ...
+
+    async def control(self, job_id: str, action: str) -> Job:
+        """``pause``, ``resume`` or ``cancel``; ``ConflictError`` when the job's
+        status does not allow it."""
+        ...
+
+    async def depth(self) -> int:
+        """Jobs waiting to run."""
+        ...

@@ -1,0 +1,79 @@
+"""The Store port: documents, chunks, images, collections and the two searches over them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from skr.domain.models import (
+    Chunk,
+    ChunkKind,
+    Collection,
+    Document,
+    PageWrite,
+    ScoredId,
+)
+from skr.ports.vectors import Vector
+
+
+class Store(Protocol):
+    async def ensure_collection(self, name: str, tenant: str) -> Collection:
+        """Return the named collection, creating it when it does not exist."""
+        ...
+
+    async def create_collection(self, name: str, tenant: str) -> Collection:
+        """Create a collection; ``ConflictError`` when the name is taken."""
+        ...
+
+    async def get_collection(self, name: str, tenant: str) -> Collection:
+        """``NotFoundError`` when there is no such collection for this tenant."""
+        ...
+
+    async def list_collections(self, tenant: str) -> list[Collection]: ...
+
+    async def find_document(self, collection_id: str, url: str) -> Document | None: ...
+
+    async def write_page(self, page: PageWrite) -> Document:
+        """Store a page: its document row, chunks and vectors replace any earlier
+        version of the same URL, all in one transaction."""
+        ...
+
+    async def mark_fetched(
+        self, document_id: str, etag: str | None, last_modified: str | None
+    ) -> None:
+        """Record that an unchanged page was fetched again."""
+        ...
+
+    async def get_document(self, document_id: str, tenant: str) -> Document:
+        """``NotFoundError`` for unknown ids and for another tenant's documents."""
+        ...
+
+    async def list_documents(
+        self, collection_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[Document], str | None]:
+        """One page of documents, oldest first, and the cursor of the next page."""
+        ...
+
+    async def delete_document(self, document_id: str, tenant: str) -> None:
+        """Delete a document with its chunks, images and vectors."""
+        ...
+
+    async def keyword_search(
+        self, collection_id: str, query: str, k: int, kind: ChunkKind | None
+    ) -> list[ScoredId]:
+        """Best ``k`` chunks by full-text relevance, best first."""
+        ...
+
+    async def vector_search(
+        self, collection_id: str, vector: Vector, k: int, kind: ChunkKind | None
+    ) -> list[ScoredId]:
+        """Best ``k`` chunks by cosine similarity to ``vector``, best first."""
+        ...
+
+    async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in the order asked; unknown ids are left out."""
+        ...
+
+    async def ping(self) -> None:
+        """A cheap check that the store answers; raises ``DependencyError`` if not."""
+        ...

@@ -1,0 +1,137 @@
+"""Running jobs: submission, and the worker loop that leases, runs and finishes them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from skr.domain.errors import ConflictError, FetchError, SKRError
+from skr.domain.models import Job, JobError, JobKind, JobStatus
+from skr.ports.job_queue import JobQueue
+from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int
+    lease_seconds: float
+    poll_seconds: float
+
+
+class JobWorker:
+    """Leases jobs from the queue and runs them; several loops run concurrently."""
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        ingest: IngestService,
+        options: WorkerOptions,
+        on_page: Callable[[PageOutcome | None], None] | None = None,
+    ) -> None:
+        self._queue = queue
+        self._ingest = ingest
+        self._options = options
+        self._on_page = on_page
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        async with anyio.create_task_group() as group:
+            for _ in range(self._options.concurrency):
+                group.start_soon(self._loop)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                job = await self._queue.lease(self.owner, self._options.lease_seconds)
+            except SKRError as exc:
+                logger.warning("could not lease a job: %s", exc.detail)
+                job = None
+            if job is None:
+                await anyio.sleep(self._options.poll_seconds)
+                continue
+            await self.run_job(job)
+
+    async def run_job(self, job: Job) -> None:
+        """Run one leased job to its end, heartbeating its lease; pause or cancel stops it."""
+        stopped_by: JobStatus | None = None
+        status, reason = JobStatus.FAILED, "stopped"
+        async with anyio.create_task_group() as group:
+
+            async def heartbeat() -> None:
+                nonlocal stopped_by
+                while True:
+                    await anyio.sleep(self._options.lease_seconds / 3)
+                    try:
+                        status = await self._queue.heartbeat(
+                            job.id, self.owner, self._options.lease_seconds
+                        )
+                    except ConflictError:
+                        status = JobStatus.CANCELLED
+                    if status is not JobStatus.RUNNING:
+                        stopped_by = status
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(heartbeat)
+            status, reason = await self._execute(job)
+            group.cancel_scope.cancel()
+        if stopped_by is not None:
+            logger.info("job %s stopped: %s", job.id, stopped_by)
+            return
+        await self._queue.finish(job.id, self.owner, status, reason)
+
+    async def _execute(self, job: Job) -> tuple[JobStatus, str | None]:
+        if job.kind is not JobKind.INGEST:
+            return JobStatus.FAILED, f"this SKR cannot run {job.kind} jobs yet"
+        job.counters.discovered = 1
+        try:
+            outcome = await self._ingest.ingest_page(job.url, job.collection_id)
+        except FetchError as exc:
+            return await self._failed(job, exc.detail)
+        except SKRError as exc:
+            logger.warning("job %s failed: %s", job.id, exc.detail)
+            return await self._failed(job, exc.detail)
+        except Exception:  # noqa: BLE001 - a bug must fail the job, not kill the worker
+            logger.exception("job %s failed unexpectedly", job.id)
+            return await self._failed(job, "internal error while ingesting (see the server log)")
+        job.counters.fetched = 1
+        if outcome.kind is PageOutcomeKind.INDEXED:
+            job.counters.indexed = 1
+        else:
+            job.counters.unchanged = 1
+        await self._queue.save_progress(job)
+        if self._on_page is not None:
+            self._on_page(outcome)
+        return JobStatus.SUCCEEDED, None
+
+    async def _failed(self, job: Job, reason: str) -> tuple[JobStatus, str | None]:
+        job.counters.failed += 1
+        job.errors.append(JobError(job.url, reason))
+        await self._queue.save_progress(job)
+        if self._on_page is not None:
+            self._on_page(None)
+        return JobStatus.FAILED, reason
+
+
+def job_rate(job: Job) -> tuple[float | None, float | None]:
+    """Pages per second and seconds left, from the job's own counters."""
+    if job.started_at is None:
+        return None, None
+    end = job.finished_at or datetime.now(UTC)
+    elapsed = max((end - job.started_at).total_seconds(), 1e-6)
+    done = job.counters.fetched + job.counters.failed + job.counters.skipped
+    rate = done / elapsed
+    remaining = max(job.counters.discovered - done, 0)
+    if job.status.is_final:
+        return rate, 0.0
+    eta = remaining / rate if rate > 0 else None
+    return rate, eta

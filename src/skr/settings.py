@@ -1,0 +1,84 @@
+"""SKR's settings, read from the environment (prefix ``SKR_``); each one is documented in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("skr", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob SKR has. Built by the entrypoints, never at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="SKR_", extra="ignore", frozen=True)
+
+    # where data lives
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_url: str = "http://127.0.0.1:8000"
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # fetching and the network guard
+    allow_private_networks: bool = False
+    user_agent: str = "SKR/0.1 (+https://github.com/skr-project/skr; Smart Knowledge Repository)"
+    fetch_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    fetch_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    fetch_total_timeout_seconds: float = Field(default=30.0, gt=0)
+    fetch_max_bytes: int = Field(default=10_000_000, ge=1024)
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20)
+
+    # chunking and embedding
+    chunk_max_tokens: int = Field(default=256, ge=16, le=256)
+    embed_batch_size: int = Field(default=32, ge=1, le=512)
+    embed_threads: int = Field(default=2, ge=1, le=64)
+
+    # jobs
+    run_workers: bool = True
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    job_lease_seconds: float = Field(default=30.0, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_poll_seconds: float = Field(default=0.5, gt=0)
+
+    # search and cache
+    search_candidates: int = Field(default=50, ge=10, le=1000)
+    rrf_k: int = Field(default=60, ge=1)
+    cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    cache_max_entries: int = Field(default=10_000, ge=0)
+    readiness_cache_seconds: float = Field(default=2.0, ge=0)
+
+    # answers written by an OpenAI-compatible model (optional)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=20.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_breaker_failures: int = Field(default=5, ge=1)
+    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _only_postgres(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("SKR_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "skr.sqlite3"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "ann"

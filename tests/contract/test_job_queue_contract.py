@@ -1,0 +1,104 @@
+"""The JobQueue contract: leases, expiry, progress and control behave the same everywhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.models import JobError, JobKind, JobStatus
+from skr.ports.job_queue import JobQueue
+from tests.contract.store_fixtures import QUEUE_KINDS, make_queue
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=QUEUE_KINDS)
+async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobQueue]:
+    async with make_queue(request.param, tmp_path, max_attempts=2) as built:
+        yield built  # type: ignore[misc]
+
+
+async def test_jobs_are_leased_once_in_order(queue: JobQueue) -> None:
+    first = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    second = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/2", {"a": 1})
+    assert first.status is JobStatus.QUEUED
+    assert await queue.depth() == 2
+    leased = await queue.lease("w1", 30)
+    assert leased is not None and leased.id == first.id
+    assert leased.status is JobStatus.RUNNING and leased.attempts == 1
+    other = await queue.lease("w2", 30)
+    assert other is not None and other.id == second.id and other.options == {"a": 1}
+    assert await queue.lease("w3", 30) is None
+    assert [j.id for j in await queue.list_recent(10)] == [second.id, first.id]
+
+
+async def test_expired_lease_is_taken_over(queue: JobQueue) -> None:
+    job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    await queue.lease("dead-worker", 0.05)
+    time.sleep(0.1)
+    again = await queue.lease("w2", 30)
+    assert again is not None and again.id == job.id and again.attempts == 2
+    with pytest.raises(ConflictError):
+        await queue.heartbeat(job.id, "dead-worker", 30)
+    # the dead worker's late finish must not overwrite the new owner's run
+    await queue.finish(job.id, "dead-worker", JobStatus.FAILED, "late")
+    assert (await queue.get(job.id)).status is JobStatus.RUNNING
+
+
+async def test_a_job_that_keeps_dying_fails(queue: JobQueue) -> None:
+    job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    await queue.lease("w1", 0.01)
+    time.sleep(0.05)
+    await queue.lease("w2", 0.01)
+    time.sleep(0.05)
+    assert await queue.lease("w3", 30) is None
+    failed = await queue.get(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.reason and "2 times" in failed.reason
+
+
+async def test_progress_and_finish(queue: JobQueue) -> None:
+    job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    leased = await queue.lease("w1", 30)
+    assert leased is not None
+    leased.counters.fetched = 1
+    leased.errors.append(JobError("http://x.test/1", "boom"))
+    await queue.save_progress(leased)
+    assert await queue.heartbeat(job.id, "w1", 30) is JobStatus.RUNNING
+    await queue.finish(job.id, "w1", JobStatus.SUCCEEDED, None)
+    done = await queue.get(job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.counters.fetched == 1
+    assert done.errors == [JobError("http://x.test/1", "boom")]
+    assert done.finished_at is not None
+    with pytest.raises(InvalidInputError):
+        await queue.finish(job.id, "w1", JobStatus.RUNNING, None)
+
+
+async def test_pause_resume_cancel(queue: JobQueue) -> None:
+    job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    await queue.lease("w1", 30)
+    assert (await queue.control(job.id, "pause")).status is JobStatus.PAUSED
+    assert await queue.heartbeat(job.id, "w1", 30) is JobStatus.PAUSED
+    assert await queue.lease("w2", 30) is None
+    with pytest.raises(ConflictError):
+        await queue.control(job.id, "pause")
+    assert (await queue.control(job.id, "resume")).status is JobStatus.QUEUED
+    assert (await queue.control(job.id, "cancel")).status is JobStatus.CANCELLED
+    with pytest.raises(ConflictError):
+        await queue.control(job.id, "resume")
+    with pytest.raises(InvalidInputError):
+        await queue.control(job.id, "explode")
+    with pytest.raises(NotFoundError):
+        await queue.control("missing", "pause")
+    with pytest.raises(NotFoundError):
+        await queue.get("missing")

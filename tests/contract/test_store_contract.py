@@ -1,0 +1,176 @@
+"""The Store contract: every implementation behaves the same."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.models import ChunkDraft, ChunkKind, ImageInfo, PageWrite
+from skr.ports.store import Store
+from tests.contract.store_fixtures import DIMENSIONS, MODEL_ID, STORE_KINDS, make_store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with make_store(request.param, tmp_path) as built:
+        yield built  # type: ignore[misc]
+
+
+def unit(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(DIMENSIONS).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def page(collection_id: str, url: str, texts: list[str], seeds: list[int], **kw: object) -> PageWrite:
+    chunks = [ChunkDraft(i, t, "Guide > Part", len(t.split())) for i, t in enumerate(texts)]
+    images = kw.pop("images", [])
+    for j, image in enumerate(images):  # type: ignore[attr-defined]
+        chunks.append(
+            ChunkDraft(len(chunks), image.searchable_text(), "", 5, ChunkKind.IMAGE, image)
+        )
+        seeds = [*seeds, 1000 + j]
+    return PageWrite(
+        collection_id=collection_id,
+        url=url,
+        final_url=url,
+        title=str(kw.get("title", "A page")),
+        content_hash=str(kw.get("content_hash", "h1")),
+        etag=None,
+        last_modified=None,
+        chunks=chunks,
+        model_id=MODEL_ID,
+        vectors=np.vstack([unit(s) for s in seeds]) if seeds else np.empty((0, DIMENSIONS)),
+    )
+
+
+async def test_collections_are_per_tenant_and_unique(store: Store) -> None:
+    a = await store.ensure_collection("docs", "t1")
+    assert (await store.ensure_collection("docs", "t1")).id == a.id
+    with pytest.raises(ConflictError):
+        await store.create_collection("docs", "t1")
+    other = await store.create_collection("docs", "t2")
+    assert other.id != a.id
+    assert [c.name for c in await store.list_collections("t1")] == ["docs"]
+    with pytest.raises(NotFoundError):
+        await store.get_collection("nope", "t1")
+
+
+async def test_written_page_is_found_by_both_searches(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    doc = await store.write_page(
+        page(c.id, "http://x.test/a", ["Blueprints group views", "Templates render HTML"], [1, 2])
+    )
+    assert doc.chunk_count == 2
+    assert (await store.find_document(c.id, "http://x.test/a")) == doc
+    keyword = await store.keyword_search(c.id, "blueprints", 10, None)
+    assert len(keyword) == 1
+    [chunk] = await store.get_chunks([keyword[0].chunk_id])
+    assert chunk.text == "Blueprints group views"
+    assert chunk.url == "http://x.test/a"
+    assert chunk.document_id == doc.id
+    nearest = await store.vector_search(c.id, unit(2), 1, None)
+    [near_chunk] = await store.get_chunks([nearest[0].chunk_id])
+    assert near_chunk.text == "Templates render HTML"
+    assert nearest[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+async def test_rewriting_a_page_replaces_its_chunks(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    first = await store.write_page(page(c.id, "http://x.test/a", ["old words here"], [1]))
+    old_ids = [s.chunk_id for s in await store.keyword_search(c.id, "old", 10, None)]
+    second = await store.write_page(
+        page(c.id, "http://x.test/a", ["new words here"], [2], content_hash="h2")
+    )
+    assert second.id == first.id
+    assert second.content_hash == "h2"
+    assert await store.keyword_search(c.id, "old", 10, None) == []
+    assert await store.get_chunks(old_ids) == []
+    nearest = await store.vector_search(c.id, unit(1), 5, None)
+    texts = [ch.text for ch in await store.get_chunks([n.chunk_id for n in nearest])]
+    assert texts == ["new words here"]
+
+
+async def test_searches_stay_inside_their_collection_and_kind(store: Store) -> None:
+    a = await store.ensure_collection("a", "t")
+    b = await store.ensure_collection("b", "t")
+    image = ImageInfo(src="http://x.test/logo.png", alt="flask logo", caption="The logo")
+    await store.write_page(page(a.id, "http://x.test/1", ["flask text"], [1], images=[image]))
+    await store.write_page(page(b.id, "http://x.test/2", ["flask other"], [1]))
+    in_a = await store.get_chunks([s.chunk_id for s in await store.keyword_search(a.id, "flask", 10, None)])
+    assert {ch.collection_id for ch in in_a} == {a.id}
+    assert {ch.kind for ch in in_a} == {ChunkKind.TEXT, ChunkKind.IMAGE}
+    images = await store.keyword_search(a.id, "flask", 10, ChunkKind.IMAGE)
+    [img] = await store.get_chunks([images[0].chunk_id])
+    assert img.image is not None and img.image.src == "http://x.test/logo.png"
+    vec = await store.vector_search(b.id, unit(1), 10, None)
+    assert {ch.collection_id for ch in await store.get_chunks([v.chunk_id for v in vec])} == {b.id}
+    only_text = await store.vector_search(a.id, unit(1000), 10, ChunkKind.TEXT)
+    kinds = {ch.kind for ch in await store.get_chunks([v.chunk_id for v in only_text])}
+    assert kinds == {ChunkKind.TEXT}
+
+
+async def test_keyword_search_survives_hostile_queries(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    await store.write_page(page(c.id, "http://x.test/a", ["quotes and NEAR operators"], [1]))
+    for query in ['"', "NEAR(", "a OR", "*", "-", "::", "😀", 'x" OR 1=1 --']:
+        await store.keyword_search(c.id, query, 5, None)
+    assert await store.keyword_search(c.id, "", 5, None) == []
+
+
+async def test_documents_page_with_cursor(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    for i in range(5):
+        await store.write_page(page(c.id, f"http://x.test/{i}", [f"text {i}"], [i]))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        docs, cursor = await store.list_documents(c.id, 2, cursor)
+        seen.extend(d.url for d in docs)
+        if cursor is None:
+            break
+    assert seen == [f"http://x.test/{i}" for i in range(5)]
+
+
+async def test_bad_cursor_is_invalid_input(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    with pytest.raises(InvalidInputError):
+        await store.list_documents(c.id, 2, "not-a-cursor")
+
+
+async def test_delete_removes_everything_and_respects_tenants(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    doc = await store.write_page(page(c.id, "http://x.test/a", ["gone soon"], [3]))
+    with pytest.raises(NotFoundError):
+        await store.get_document(doc.id, "someone-else")
+    with pytest.raises(NotFoundError):
+        await store.delete_document(doc.id, "someone-else")
+    await store.delete_document(doc.id, "t")
+    with pytest.raises(NotFoundError):
+        await store.get_document(doc.id, "t")
+    assert await store.keyword_search(c.id, "gone", 10, None) == []
+    assert await store.vector_search(c.id, unit(3), 10, None) == []
+    with pytest.raises(NotFoundError):
+        await store.delete_document(doc.id, "t")
+
+
+async def test_mark_fetched_keeps_content(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    doc = await store.write_page(page(c.id, "http://x.test/a", ["kept"], [3]))
+    await store.mark_fetched(doc.id, '"etag-2"', None)
+    again = await store.find_document(c.id, "http://x.test/a")
+    assert again is not None
+    assert again.etag == '"etag-2"'
+    assert again.content_hash == doc.content_hash
+    assert again.fetched_at >= doc.fetched_at

@@ -1,0 +1,93 @@
+"""AskService on fakes: extractive answers, LLM answers, and the degraded fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skr.adapters.memory_cache import MemoryCache
+from skr.domain.models import ChunkDraft, Collection, PageWrite
+from skr.services.ask import NO_ANSWER, AskService
+from skr.services.search import SearchService
+from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_generator import ScriptedGenerator
+from tests.fakes.fake_store import InMemoryStore
+
+pytestmark = pytest.mark.anyio
+
+TEXTS = [
+    "Blueprints let you organise a Flask application. Register one with app.register_blueprint.",
+    "Templates are rendered with Jinja. The render_template function finds them.",
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def setup() -> tuple[Collection, SearchService, InMemoryStore]:
+    store = InMemoryStore()
+    embedder = FakeEmbedder()
+    collection = await store.ensure_collection("default", "t")
+    for i, text in enumerate(TEXTS):
+        vectors = await embedder.embed([text])
+        await store.write_page(
+            PageWrite(
+                collection.id, f"http://x.test/{i}", f"http://x.test/{i}", f"Page {i}", "h",
+                None, None, [ChunkDraft(0, text, "", 10)], embedder.model_id, vectors,
+            )
+        )  # fmt: skip
+    search = SearchService(
+        store=store, embedder=embedder, cache=MemoryCache(100), candidates=10, rrf_k=60,
+        cache_ttl_seconds=60,
+    )  # fmt: skip
+    return collection, search, store
+
+
+async def test_extractive_answer_with_verbatim_citations() -> None:
+    collection, search, store = await setup()
+    answer = await AskService(search=search, generator=None).ask(
+        collection, "How do I register a blueprint?", 5
+    )
+    assert answer.mode == "extractive" and not answer.degraded
+    assert answer.citations
+    assert answer.citations[0].url == "http://x.test/0"
+    for c in answer.citations:
+        [chunk] = await store.get_chunks([c.chunk_id])
+        assert c.quote in chunk.text
+        assert f"[{c.n}]" in answer.answer
+
+
+async def test_failing_model_gives_degraded_extractive_answer() -> None:
+    collection, search, _ = await setup()
+    generator = ScriptedGenerator(fail=True)
+    answer = await AskService(search=search, generator=generator).ask(
+        collection, "How do I register a blueprint?", 5
+    )
+    assert generator.calls
+    assert answer.mode == "extractive" and answer.degraded
+    assert answer.citations
+
+
+async def test_model_answer_keeps_only_real_citations() -> None:
+    collection, search, _ = await setup()
+    generator = ScriptedGenerator("Use register_blueprint [1]. Also see [7].")
+    dropped: list[int] = []
+    service = AskService(search=search, generator=generator, on_citations_dropped=dropped.append)
+    answer = await service.ask(collection, "How do I register a blueprint?", 5)
+    assert answer.mode == "llm" and not answer.degraded
+    assert [c.n for c in answer.citations] == [1]
+    assert "[7]" not in answer.answer
+    assert dropped == []
+
+
+async def test_nothing_found_says_so() -> None:
+    store = InMemoryStore()
+    collection = await store.ensure_collection("empty", "t")
+    search = SearchService(
+        store=store, embedder=FakeEmbedder(), cache=MemoryCache(10), candidates=10, rrf_k=60,
+        cache_ttl_seconds=0,
+    )  # fmt: skip
+    answer = await AskService(search=search, generator=None).ask(collection, "anything?", 5)
+    assert answer.answer == NO_ANSWER and answer.citations == []
