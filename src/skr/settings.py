@@ -1,4 +1,4 @@
-"""SKR's settings, read from the environment (prefix ``SKR_``); each one is documented in the README."""
+"""SKR's settings, read from the environment (prefix ``SKR_``), each documented in the README."""
 
 from __future__ import annotations
 

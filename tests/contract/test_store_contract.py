@@ -33,7 +33,9 @@ def unit(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def page(collection_id: str, url: str, texts: list[str], seeds: list[int], **kw: object) -> PageWrite:
+def page(
+    collection_id: str, url: str, texts: list[str], seeds: list[int], **kw: object
+) -> PageWrite:
     chunks = [ChunkDraft(i, t, "Guide > Part", len(t.split())) for i, t in enumerate(texts)]
     images = kw.pop("images", [])
     for j, image in enumerate(images):  # type: ignore[attr-defined]
@@ -108,7 +110,9 @@ async def test_searches_stay_inside_their_collection_and_kind(store: Store) -> N
     image = ImageInfo(src="http://x.test/logo.png", alt="flask logo", caption="The logo")
     await store.write_page(page(a.id, "http://x.test/1", ["flask text"], [1], images=[image]))
     await store.write_page(page(b.id, "http://x.test/2", ["flask other"], [1]))
-    in_a = await store.get_chunks([s.chunk_id for s in await store.keyword_search(a.id, "flask", 10, None)])
+    in_a = await store.get_chunks(
+        [s.chunk_id for s in await store.keyword_search(a.id, "flask", 10, None)]
+    )
     assert {ch.collection_id for ch in in_a} == {a.id}
     assert {ch.kind for ch in in_a} == {ChunkKind.TEXT, ChunkKind.IMAGE}
     images = await store.keyword_search(a.id, "flask", 10, ChunkKind.IMAGE)

@@ -130,7 +130,7 @@ class HnswIndex:
             logger.warning("index file %s unreadable (%s); rebuilding", path, exc)
             return None
         index.set_ef(params.ef_search)
-        labels = set(int(x) for x in index.get_ids_list())
+        labels = {int(x) for x in index.get_ids_list()}
         deleted = _deleted_labels(index, labels)
         instance._index = index
         instance._live = labels - deleted
@@ -149,9 +149,10 @@ class HnswIndex:
             batch_labels.append(label)
             batch_vectors.append(vector)
             if len(batch_labels) >= 4096:
-                instance.add(batch_labels, np.vstack(batch_vectors))
+                instance.add(batch_labels, np.vstack(batch_vectors).astype(np.float32))
                 batch_labels, batch_vectors = [], []
-        instance.add(batch_labels, np.vstack(batch_vectors) if batch_vectors else np.empty((0,)))
+        if batch_labels:
+            instance.add(batch_labels, np.vstack(batch_vectors).astype(np.float32))
         return instance
 
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_STOP = object()
+_WriteItem = tuple[Callable[[sqlite3.Connection], Any], Callable[[Any], None] | None, "Future[Any]"]
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -44,7 +44,7 @@ class SQLiteDatabase:
     def __init__(self, path: Path, *, readers: int = 4) -> None:
         self._path = path
         self._readers = readers
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.Queue[_WriteItem | None] = queue.Queue()
         self._read_pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._thread: threading.Thread | None = None
@@ -66,7 +66,7 @@ class SQLiteDatabase:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.put(None)
             self._thread.join(timeout=30)
             self._thread = None
         for conn in self._all_readers:
@@ -77,9 +77,9 @@ class SQLiteDatabase:
         try:
             while True:
                 item = self._queue.get()
-                if item is _STOP:
+                if item is None:
                     return
-                fn, after_commit, future = item  # type: ignore[misc]
+                fn, after_commit, future = item
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:

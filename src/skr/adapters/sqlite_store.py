@@ -3,6 +3,7 @@ and per-collection HNSW indexes derived from the vectors SQLite keeps."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
@@ -94,12 +95,12 @@ class SQLiteStore:
     async def load_indexes(self) -> None:
         """Load each collection's saved index, or rebuild it when missing or stale."""
         self._index_dir.mkdir(parents=True, exist_ok=True)
-        ids = await self._db.read(
+        ids: list[str] = await self._db.read(
             lambda c: [r[0] for r in c.execute("SELECT id FROM collections")]
         )
         for collection_id in ids:
             self._indexes[collection_id] = await self._db.read(
-                lambda c, cid=collection_id: self._load_or_build(c, cid)
+                functools.partial(self._load_or_build, collection_id=collection_id)
             )
 
     def _load_or_build(self, conn: sqlite3.Connection, collection_id: str) -> HnswIndex:
@@ -138,9 +139,7 @@ class SQLiteStore:
     def _index(self, collection_id: str) -> HnswIndex:
         index = self._indexes.get(collection_id)
         if index is None:
-            index = self._indexes.setdefault(
-                collection_id, HnswIndex(self._dimensions, self._hnsw)
-            )
+            index = self._indexes.setdefault(collection_id, HnswIndex(self._dimensions, self._hnsw))
         return index
 
     async def ping(self) -> None:
@@ -268,7 +267,9 @@ class SQLiteStore:
                 raise NotFoundError(f"there is no document with id {document_id!r}")
             removed = [
                 int(r[0])
-                for r in conn.execute("SELECT seq FROM chunks WHERE document_id = ?", (document_id,))
+                for r in conn.execute(
+                    "SELECT seq FROM chunks WHERE document_id = ?", (document_id,)
+                )
             ]
             conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
             conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
@@ -342,11 +343,11 @@ class SQLiteStore:
             return []
         marks = ",".join("?" * len(chunk_ids))
         sql = (
-            "SELECT c.*, d.url AS url, i.src AS image_src, i.alt AS image_alt, "
+            "SELECT c.*, d.url AS url, i.src AS image_src, i.alt AS image_alt, "  # noqa: S608
             "i.title AS image_title, i.caption AS image_caption, "
             "i.surrounding_text AS image_surrounding, i.ocr_text AS image_ocr "
             "FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"LEFT JOIN images i ON i.chunk_id = c.id WHERE c.id IN ({marks})"  # noqa: S608
+            f"LEFT JOIN images i ON i.chunk_id = c.id WHERE c.id IN ({marks})"
         )
         rows = await self._db.read(lambda c: c.execute(sql, list(chunk_ids)).fetchall())
         by_id = {r["id"]: chunk_from_row(r) for r in rows}

@@ -1,15 +1,15 @@
 """The one error tree of SKR. HTTP status codes live only in the API's error mapping.
 
-    SKRError
-    ├── InvalidInputError          the caller asked for something malformed
-    │   └── BlockedURLError        the network guard refuses the URL
-    ├── NotFoundError              an id or name that does not exist
-    ├── ConflictError              the request clashes with existing state
-    ├── OverloadedError            shed work; try again later
-    ├── DependencyError            a backing service failed (store, model, LLM)
-    │   └── GenerationError        the answer-writing model failed
-    └── FetchError                 a page could not be fetched (reason is for people)
-        └── (BlockedURLError is also raised while fetching)
+SKRError
+├── InvalidInputError          the caller asked for something malformed
+│   └── BlockedURLError        the network guard refuses the URL
+├── NotFoundError              an id or name that does not exist
+├── ConflictError              the request clashes with existing state
+├── OverloadedError            shed work; try again later
+├── DependencyError            a backing service failed (store, model, LLM)
+│   └── GenerationError        the answer-writing model failed
+└── FetchError                 a page could not be fetched (reason is for people)
+    └── (BlockedURLError is also raised while fetching)
 """
 
 from __future__ import annotations

@@ -40,7 +40,10 @@ class Metrics:
             registry=r,
         )
         self.answers = Counter(
-            "skr_answers", "Answers given, by mode and degradation", ["mode", "degraded"], registry=r
+            "skr_answers",
+            "Answers given, by mode and degradation",
+            ["mode", "degraded"],
+            registry=r,
         )
 
     def render(self) -> bytes:

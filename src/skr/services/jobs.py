@@ -63,7 +63,8 @@ class JobWorker:
     async def run_job(self, job: Job) -> None:
         """Run one leased job to its end, heartbeating its lease; pause or cancel stops it."""
         stopped_by: JobStatus | None = None
-        status, reason = JobStatus.FAILED, "stopped"
+        status: JobStatus = JobStatus.FAILED
+        reason: str | None = "stopped"
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
@@ -100,7 +101,7 @@ class JobWorker:
         except SKRError as exc:
             logger.warning("job %s failed: %s", job.id, exc.detail)
             return await self._failed(job, exc.detail)
-        except Exception:  # noqa: BLE001 - a bug must fail the job, not kill the worker
+        except Exception:  # a bug must fail the job, not kill the worker
             logger.exception("job %s failed unexpectedly", job.id)
             return await self._failed(job, "internal error while ingesting (see the server log)")
         job.counters.fetched = 1

@@ -62,9 +62,9 @@ class SearchService:
         key = f"qe:{self._embedder.model_id}:{_digest(query)}"
         cached = await self._cache.get(key)
         if cached is not None:
-            return np.frombuffer(cached, dtype=np.float32)
-        vector = (await self._embedder.embed([query]))[0]
-        await self._cache.set(key, vector.astype(np.float32).tobytes(), self._ttl)
+            return np.frombuffer(cached, dtype=np.float32).copy()
+        vector: Vector = (await self._embedder.embed([query]))[0].astype(np.float32)
+        await self._cache.set(key, vector.tobytes(), self._ttl)
         return vector
 
     async def search(

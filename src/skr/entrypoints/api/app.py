@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from skr.container import build_container
+from skr.container import Container, build_container
 from skr.entrypoints.api import routes_health, routes_jobs, routes_library, routes_search
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
@@ -18,13 +18,19 @@ from skr.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; nothing is connected or loaded until the lifespan starts."""
+ContainerFactory = Callable[[Settings], AbstractAsyncContextManager[Container]]
+
+
+def create_app(
+    settings: Settings | None = None, container_factory: ContainerFactory = build_container
+) -> FastAPI:
+    """Build the app; nothing is connected or loaded until the lifespan starts.
+    Tests pass a ``container_factory`` that wires fakes instead of adapters."""
     resolved = settings if settings is not None else Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_container(resolved) as container:
+        async with container_factory(resolved) as container:
             app.state.container = container
             if not resolved.allow_private_networks:
                 logger.info("the network guard refuses private and loopback addresses")

@@ -40,9 +40,7 @@ class RequestMetricsMiddleware:
                 template = getattr(route, "path", "unmatched")
                 method = scope.get("method", "GET")
                 metrics.http_requests.labels(method, template, str(status)).inc()
-                metrics.http_latency.labels(method, template).observe(
-                    time.perf_counter() - started
-                )
+                metrics.http_latency.labels(method, template).observe(time.perf_counter() - started)
 
 
 class BodySizeLimitMiddleware:
@@ -58,9 +56,7 @@ class BodySizeLimitMiddleware:
             return
         too_big = problem(413, f"the request body is larger than {self._max_bytes} bytes")
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and (
-                not value.isdigit() or int(value) > self._max_bytes
-            ):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self._max_bytes):
                 await too_big(scope, receive, send)
                 return
         received = 0

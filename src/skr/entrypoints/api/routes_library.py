@@ -6,15 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from skr.domain.errors import NotFoundError
 from skr.domain.models import Collection, Document
 from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
 from skr.entrypoints.api.schemas import (
     COLLECTION_NAME,
+    ChunkRead,
     CollectionCreate,
     CollectionRead,
     CollectionsPage,
     DocumentRead,
     DocumentsPage,
+    ImageRead,
 )
 
 router = APIRouter(prefix="/v1", tags=["library"])
@@ -51,9 +54,7 @@ async def list_documents(
 ) -> DocumentsPage:
     found = await container.store.get_collection(collection, tenant)
     documents, next_cursor = await container.store.list_documents(found.id, limit, cursor)
-    return DocumentsPage(
-        documents=[document_read(d) for d in documents], next_cursor=next_cursor
-    )
+    return DocumentsPage(documents=[document_read(d) for d in documents], next_cursor=next_cursor)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentRead)
@@ -85,3 +86,36 @@ async def create_collection(
     body: CollectionCreate, container: ContainerDep, tenant: TenantDep
 ) -> CollectionRead:
     return collection_read(await container.store.create_collection(body.name, tenant))
+
+
+@router.get("/chunks/{chunk_id}", response_model=ChunkRead)
+async def get_chunk(chunk_id: DocumentId, container: ContainerDep, tenant: TenantDep) -> ChunkRead:
+    """One stored chunk (or image), e.g. the passage a citation quotes."""
+    found = await container.store.get_chunks([chunk_id])
+    if not found:
+        raise NotFoundError(f"there is no chunk with id {chunk_id!r}")
+    chunk = found[0]
+    await container.store.get_document(chunk.document_id, tenant)
+    image = chunk.image
+    return ChunkRead(
+        id=chunk.id,
+        document_id=chunk.document_id,
+        collection_id=chunk.collection_id,
+        url=chunk.url,
+        title=chunk.title,
+        heading_path=chunk.heading_path,
+        ordinal=chunk.ordinal,
+        kind=chunk.kind.value,
+        text=chunk.text,
+        token_count=chunk.token_count,
+        image=None
+        if image is None
+        else ImageRead(
+            src=image.src,
+            alt=image.alt,
+            title=image.title,
+            caption=image.caption,
+            surrounding_text=image.surrounding_text,
+            ocr_text=image.ocr_text,
+        ),
+    )

@@ -23,7 +23,11 @@ from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
-_KINDS: dict[str, ChunkKind | None] = {"text": ChunkKind.TEXT, "image": ChunkKind.IMAGE, "all": None}
+_KINDS: dict[str, ChunkKind | None] = {
+    "text": ChunkKind.TEXT,
+    "image": ChunkKind.IMAGE,
+    "all": None,
+}
 
 
 @router.get("/search", response_model=SearchResults)

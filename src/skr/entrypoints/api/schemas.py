@@ -80,6 +80,29 @@ class HitRead(BaseModel):
     image_url: str | None = None
 
 
+class ImageRead(BaseModel):
+    src: str
+    alt: str
+    title: str
+    caption: str
+    surrounding_text: str
+    ocr_text: str
+
+
+class ChunkRead(BaseModel):
+    id: str
+    document_id: str
+    collection_id: str
+    url: str
+    title: str
+    heading_path: str
+    ordinal: int
+    kind: Literal["text", "image"]
+    text: str
+    token_count: int
+    image: ImageRead | None = None
+
+
 class SearchResults(BaseModel):
     hits: list[HitRead]
 

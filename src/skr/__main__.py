@@ -1,0 +1,5 @@
+"""``python -m skr`` runs the command line."""
+
+from skr.entrypoints.cli import main
+
+main()

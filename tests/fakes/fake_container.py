@@ -1,0 +1,58 @@
+"""A container wired with fakes, for API tests that need no model, disk or network."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import anyio
+
+from skr.adapters.memory_cache import MemoryCache
+from skr.container import Container
+from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
+from skr.observability.metrics import Metrics
+from skr.observability.readiness import ReadinessCheck
+from skr.ports.generator import Generator
+from skr.services.ask import AskService
+from skr.services.ingest import IngestService
+from skr.services.jobs import JobWorker, WorkerOptions
+from skr.services.search import SearchService
+from skr.settings import Settings
+from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_fetcher import DictFetcher
+from tests.fakes.fake_job_queue import InMemoryJobQueue
+from tests.fakes.fake_store import InMemoryStore
+
+
+def fake_container_factory(
+    pages: dict[str, str], generator: Generator | None = None
+) -> Callable[[Settings], AbstractAsyncContextManager[Container]]:
+    @asynccontextmanager
+    async def factory(settings: Settings) -> AsyncIterator[Container]:
+        store, queue, cache = InMemoryStore(), InMemoryJobQueue(), MemoryCache(1000)
+        embedder, fetcher, metrics = FakeEmbedder(), DictFetcher(pages), Metrics()
+        await store.ensure_collection(DEFAULT_COLLECTION, DEFAULT_TENANT)
+        ingest = IngestService(
+            fetcher=fetcher, store=store, embedder=embedder, cache=cache, max_tokens=128
+        )
+        search = SearchService(
+            store=store, embedder=embedder, cache=cache, candidates=20, rrf_k=60,
+            cache_ttl_seconds=60,
+        )  # fmt: skip
+        worker = JobWorker(
+            queue=queue,
+            ingest=ingest,
+            options=WorkerOptions(concurrency=1, lease_seconds=5, poll_seconds=0.01),
+        )
+        container = Container(
+            settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
+            fetcher=fetcher, generator=generator, metrics=metrics,
+            readiness=ReadinessCheck(store=store, ttl_seconds=1), ingest=ingest,
+            search=search, ask=AskService(search=search, generator=generator), worker=worker,
+        )  # fmt: skip
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.run)
+            yield container
+            group.cancel_scope.cancel()
+
+    return factory

@@ -1,0 +1,135 @@
+"""Ingest and the job worker on fakes: unchanged pages, replaced pages, failures, leases."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from skr.adapters.memory_cache import MemoryCache
+from skr.domain.errors import FetchError
+from skr.domain.models import JobKind, JobStatus
+from skr.services.ingest import IngestService, PageOutcomeKind
+from skr.services.jobs import JobWorker, WorkerOptions
+from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_fetcher import DictFetcher
+from tests.fakes.fake_job_queue import InMemoryJobQueue
+from tests.fakes.fake_store import InMemoryStore
+
+pytestmark = pytest.mark.anyio
+
+URL = "http://docs.test/blueprints"
+PAGE = """<html><head><title>Blueprints</title></head><body><main>
+<h1>Modular Applications with Blueprints</h1>
+<p>A blueprint is a way to organise a group of related views and other code.
+Rather than registering views directly with an application, they are registered with a
+blueprint.</p>
+<h2>Registering Blueprints</h2>
+<p>Then the blueprint is registered with the application when it is available, using the
+register_blueprint method of the Flask application object.</p>
+<figure><img src="/static/diagram.png" alt="blueprint diagram" width="400" height="300">
+<figcaption>How blueprints fit into an application</figcaption></figure>
+</main></body></html>"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def build(pages: dict[str, str]) -> tuple[IngestService, InMemoryStore, DictFetcher, MemoryCache]:
+    store, fetcher, cache = InMemoryStore(), DictFetcher(pages), MemoryCache(100)
+    service = IngestService(
+        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
+    )
+    return service, store, fetcher, cache
+
+
+async def test_page_is_split_embedded_and_stored() -> None:
+    service, store, _, cache = build({URL: PAGE})
+    collection = await store.ensure_collection("default", "t")
+    outcome = await service.ingest_page(URL, collection.id)
+    assert outcome.kind is PageOutcomeKind.INDEXED
+    assert outcome.document is not None and outcome.document.title == "Blueprints"
+    texts = [c.text for c, _ in store.chunks.values()]
+    assert any("register_blueprint" in t for t in texts)
+    assert outcome.document.image_count == 1
+    [image] = [c for c, _ in store.chunks.values() if c.image is not None]
+    assert image.image is not None and image.image.src == "http://docs.test/static/diagram.png"
+    assert await cache.generation(collection.id) == 1
+
+
+async def test_unchanged_page_stores_nothing_new() -> None:
+    service, store, fetcher, cache = build({URL: PAGE})
+    collection = await store.ensure_collection("default", "t")
+    await service.ingest_page(URL, collection.id)
+    before = set(store.chunks)
+    again = await service.ingest_page(URL, collection.id)
+    assert again.kind is PageOutcomeKind.UNCHANGED
+    assert set(store.chunks) == before
+    assert await cache.generation(collection.id) == 1
+    # same content with different markup is unchanged too (hash of what is kept)
+    fetcher.pages[URL] = PAGE.replace("<main>", "<main class='x'>")
+    assert (await service.ingest_page(URL, collection.id)).kind is PageOutcomeKind.UNCHANGED
+
+
+async def test_changed_page_replaces_its_chunks() -> None:
+    service, store, fetcher, _ = build({URL: PAGE})
+    collection = await store.ensure_collection("default", "t")
+    first = await service.ingest_page(URL, collection.id)
+    fetcher.pages[URL] = PAGE.replace("register_blueprint", "attach_blueprint")
+    second = await service.ingest_page(URL, collection.id)
+    assert second.kind is PageOutcomeKind.INDEXED
+    assert second.document is not None and first.document is not None
+    assert second.document.id == first.document.id
+    texts = " ".join(c.text for c, _ in store.chunks.values())
+    assert "attach_blueprint" in texts and "register_blueprint" not in texts
+    assert len(store.documents) == 1
+
+
+async def test_page_without_text_is_an_error() -> None:
+    service, store, _, _ = build({URL: "<html><body><script>x()</script></body></html>"})
+    collection = await store.ensure_collection("default", "t")
+    with pytest.raises(FetchError, match="no text"):
+        await service.ingest_page(URL, collection.id)
+
+
+def worker(service: IngestService, queue: InMemoryJobQueue) -> JobWorker:
+    return JobWorker(
+        queue=queue,
+        ingest=service,
+        options=WorkerOptions(concurrency=1, lease_seconds=5, poll_seconds=0.01),
+    )
+
+
+async def test_worker_runs_a_job_to_success_and_counts() -> None:
+    service, store, _, _ = build({URL: PAGE})
+    collection = await store.ensure_collection("default", "t")
+    queue = InMemoryJobQueue()
+    job = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+    w = worker(service, queue)
+    leased = await queue.lease(w.owner, 5)
+    assert leased is not None
+    await w.run_job(leased)
+    done = await queue.get(job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.counters.as_dict() == {
+        "discovered": 1, "fetched": 1, "indexed": 1, "unchanged": 0, "skipped": 0, "failed": 0,
+    }  # fmt: skip
+
+
+async def test_worker_records_the_failure_reason() -> None:
+    service, store, _, _ = build({})
+    collection = await store.ensure_collection("default", "t")
+    queue = InMemoryJobQueue()
+    job = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+    w = worker(service, queue)
+    with anyio.move_on_after(2):
+        async with anyio.create_task_group() as group:
+            group.start_soon(w.run)
+            while (await queue.get(job.id)).status is not JobStatus.FAILED:
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+    failed = await queue.get(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.reason == "the server answered 404 Not Found"
+    assert failed.errors[0].url == URL and failed.counters.failed == 1
