@@ -102,7 +102,9 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
     async with AsyncExitStack() as stack:
         metrics = Metrics()
         embedder = OnnxMiniLMEmbedder(
-            threads=settings.embed_threads, batch_size=settings.embed_batch_size
+            threads=settings.embed_threads,
+            batch_size=settings.embed_batch_size,
+            max_batch_tokens=settings.embed_max_batch_tokens,
         )
         await anyio.to_thread.run_sync(embedder.load)
         stack.callback(embedder.close)

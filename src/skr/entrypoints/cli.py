@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -71,9 +72,13 @@ def serve(
     from skr.entrypoints.api.app import create_app
 
     settings = Settings()
+    if settings.database_url is not None:
+        _fail("SKR_DATABASE_URL is set, but this version has only the embedded store; unset it")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # trafilatura reports every short page it discards; that is not news to an operator
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
     if settings.host not in {"127.0.0.1", "localhost", "::1"} and host is None:
         _err.print(f"warning: listening on {settings.host} with no API keys configured")
     uvicorn.run(
@@ -201,5 +206,11 @@ def migrate() -> None:
 def main() -> None:
     try:
         app()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SKR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        _err.print(f"[bold red]error:[/] invalid setting: {problems}", highlight=False)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
