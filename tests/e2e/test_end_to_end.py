@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site, write_fallback_site
+from tests.fakes.fake_llm_server import FakeLLMServer
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +192,41 @@ def test_restart_during_ingest_completes_the_job_without_duplicates(
         ).fetchone()
         (fts,) = conn.execute("SELECT count(*) FROM chunks_fts").fetchone()
     assert chunks == distinct == fts == doc["chunk_count"] + doc["image_count"]
+
+
+def test_llm_answers_and_degrades_to_extractive(tmp_path: Path, site_root: Path) -> None:
+    """With SKR_LLM_BASE_URL set, the model writes the answer; when it fails or is slow,
+    the extractive answer comes back marked degraded, never an error."""
+    with FakeLLMServer() as llm, static_site(site_root) as (base, _):
+        skr = SkrServer(
+            tmp_path / "data", free_port(), tmp_path / "log",
+            SKR_LLM_BASE_URL=llm.base_url, SKR_LLM_TIMEOUT_SECONDS="1",
+            SKR_LLM_MAX_RETRIES="1", SKR_LLM_BREAKER_FAILURES="2",
+        )  # fmt: skip
+        skr.start()
+        try:
+            job_id = httpx.post(
+                f"{skr.url}/v1/ingest", json={"url": f"{base}/blueprints.html"}
+            ).json()["job_id"]
+            assert wait_for_job(skr.url, job_id)["status"] == "succeeded"
+            question = {"question": "How do I register a blueprint?"}
+            answer = httpx.post(f"{skr.url}/v1/ask", json=question, timeout=30).json()
+            assert answer["mode"] == "llm" and answer["degraded"] is False
+            assert answer["citations"][0]["url"] == f"{base}/blueprints.html"
+            for mode in ("fail", "slow"):
+                llm.mode, llm.delay_seconds = mode, 5.0
+                started = time.monotonic()
+                degraded = httpx.post(f"{skr.url}/v1/ask", json=question, timeout=30)
+                assert degraded.status_code == 200
+                assert degraded.json()["mode"] == "extractive"
+                assert degraded.json()["degraded"] is True
+                assert degraded.json()["citations"]
+                assert time.monotonic() - started < 6
+            # the circuit is open now: the model is not even asked
+            before = llm.request_count
+            assert httpx.post(f"{skr.url}/v1/ask", json=question).json()["degraded"] is True
+            assert llm.request_count == before
+            metrics = httpx.get(f"{skr.url}/metrics").text
+            assert 'skr_answers_total{degraded="true",mode="extractive"}' in metrics
+        finally:
+            skr.stop()

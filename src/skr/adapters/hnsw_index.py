@@ -29,7 +29,7 @@ _INITIAL_CAPACITY = 1024
 @dataclass(frozen=True, slots=True)
 class HnswParams:
     m: int = 16
-    ef_construction: int = 100
+    ef_construction: int = 64
     ef_search: int = 80
 
 

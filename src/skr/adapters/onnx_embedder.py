@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import inspect
 from collections.abc import Sequence
@@ -127,6 +128,16 @@ def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
     return (RuntimeError, *found)
 
 
+def _release_free_heap() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise). Measured on the Flask
+    docs: 386 MB resident after embedding 1,055 chunks, 239 MB after this call."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to do
+        return
+    libc.malloc_trim(0)
+
+
 def _run_options() -> Any:
     import onnxruntime
 
@@ -146,6 +157,8 @@ def _open_session(model_path: Path, threads: int) -> Any:
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     # shapes change with every batch; per-shape memory plans only pile up
     options.enable_mem_pattern = False
+    # idle model threads must sleep, not spin: fetching and extraction share the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return onnxruntime.InferenceSession(
@@ -256,6 +269,8 @@ class OnnxMiniLMEmbedder:
         for rows in self._batches(order, [len(e) for e in encoded]):
             batch = [encoded[row] for row in rows]
             vectors[rows] = await loop.run_in_executor(executor, self._embed_batch, batch)
+        if len(texts) > 1:
+            await loop.run_in_executor(executor, _release_free_heap)
         return vectors
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
