@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install serve test lint bench bench-torch bench-ann clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,21 @@ lint: install
 test: install lint
 	$(BIN)/pytest
 
+# Benchmarks print their figures; docs/benchmarks.md records them with these commands.
 bench: install
-	$(BIN)/python bench/run_benchmarks.py
+	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_embedder.py
+
+# The torch route, for the embedder comparison only (the CPU wheel kept on these machines).
+bench-torch: install
+	$(BIN)/pip install --quiet -e '.[torch]'
+	$(BIN)/python bench/bench_embedder.py
+
+# hnswlib vs faiss vs usearch, in a throwaway venv so the project does not depend on them.
+bench-ann:
+	$(PYTHON) -m venv .venv-ann
+	.venv-ann/bin/pip install --quiet numpy hnswlib==0.8.0 faiss-cpu usearch psutil
+	.venv-ann/bin/python bench/bench_ann.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-ann .pytest_cache .mypy_cache .ruff_cache

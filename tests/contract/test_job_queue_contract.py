@@ -102,3 +102,22 @@ async def test_pause_resume_cancel(queue: JobQueue) -> None:
         await queue.control("missing", "pause")
     with pytest.raises(NotFoundError):
         await queue.get("missing")
+
+
+async def test_retry_later_waits_then_runs_again_until_attempts_run_out(queue: JobQueue) -> None:
+    job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    await queue.lease("w1", 30)
+    assert await queue.retry_later(job.id, "w1", "store down", 0.1) is JobStatus.QUEUED
+    waiting = await queue.get(job.id)
+    assert waiting.status is JobStatus.QUEUED and waiting.reason == "store down"
+    assert await queue.lease("w2", 30) is None  # still backing off
+    time.sleep(0.15)
+    again = await queue.lease("w2", 30)
+    assert again is not None and again.attempts == 2
+    with pytest.raises(ConflictError):
+        await queue.retry_later(job.id, "w1", "not mine", 0.1)
+    # max_attempts is 2 in this suite: the second transient failure is final
+    assert await queue.retry_later(job.id, "w2", "still down", 0.1) is JobStatus.FAILED
+    dead = await queue.get(job.id)
+    assert dead.status is JobStatus.FAILED and dead.reason == "still down"
+    assert dead.finished_at is not None

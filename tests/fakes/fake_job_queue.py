@@ -20,6 +20,7 @@ class InMemoryJobQueue:
     def __init__(self, max_attempts: int = 3) -> None:
         self.jobs: dict[str, Job] = {}
         self.expiry: dict[str, float] = {}
+        self.not_before: dict[str, float] = {}
         self.max_attempts = max_attempts
 
     async def enqueue(
@@ -47,7 +48,8 @@ class InMemoryJobQueue:
                 job.status = JobStatus.FAILED
                 job.reason = f"the job stopped without finishing {job.attempts} times"
                 continue
-            if job.status is JobStatus.QUEUED or expired:
+            waiting = self.not_before.get(job.id, 0) > now
+            if (job.status is JobStatus.QUEUED and not waiting) or expired:
                 job.status = JobStatus.RUNNING
                 job.lease_owner = owner
                 job.attempts += 1
@@ -76,6 +78,20 @@ class InMemoryJobQueue:
         if job.lease_owner == owner and job.status is JobStatus.RUNNING:
             job.status, job.reason, job.lease_owner = status, reason, None
             job.finished_at = datetime.now(UTC)
+
+    async def retry_later(
+        self, job_id: str, owner: str, reason: str, delay_seconds: float
+    ) -> JobStatus:
+        job = await self.get(job_id)
+        if job.lease_owner != owner or job.status is not JobStatus.RUNNING:
+            raise ConflictError(f"job {job_id} is not leased by {owner}")
+        final = job.attempts >= self.max_attempts
+        job.status = JobStatus.FAILED if final else JobStatus.QUEUED
+        job.reason, job.lease_owner = reason, None
+        if final:
+            job.finished_at = datetime.now(UTC)
+        self.not_before[job_id] = time.time() + delay_seconds
+        return job.status
 
     async def control(self, job_id: str, action: str) -> Job:
         if action not in _CONTROL:

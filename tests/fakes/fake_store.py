@@ -16,9 +16,11 @@ from skr.domain.models import (
     ChunkKind,
     Collection,
     Document,
+    HybridQuery,
     PageWrite,
     ScoredId,
 )
+from skr.domain.ranking import fuse_rankings
 from skr.domain.vectors import Vector
 
 _WORD = re.compile(r"\w+")
@@ -143,6 +145,11 @@ class InMemoryStore:
             ScoredId(c.id, float(np.dot(v, vector))) for c, v in self._in(collection_id, kind)
         ]
         return sorted(scored, key=lambda s: s.score, reverse=True)[:k]
+
+    async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
+        keyword = await self.keyword_search(collection_id, query.text, query.candidates, query.kind)
+        vector = await self.vector_search(collection_id, query.vector, query.candidates, query.kind)
+        return fuse_rankings([keyword, vector], query.weights, query.rrf_k)[: query.k]
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         return [self.chunks[i][0] for i in chunk_ids if i in self.chunks]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from skr.domain.models import ChunkKind, Citation, Hit, ScoredId
+from skr.domain.ranking import fuse_rankings
 from skr.services.answering import extractive_answer, split_sentences, verified_citations
-from skr.services.search import fuse_rankings
 
 
 def test_rrf_by_hand() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
 from skr.adapters.memory_cache import MemoryCache
-from skr.domain.errors import FetchError
+from skr.domain.errors import DependencyError, FetchError
 from skr.domain.models import JobKind, JobStatus
 from skr.services.ingest import IngestService, PageOutcomeKind
 from skr.services.jobs import JobWorker, WorkerOptions
@@ -133,3 +135,26 @@ async def test_worker_records_the_failure_reason() -> None:
     assert failed.status is JobStatus.FAILED
     assert failed.reason == "the server answered 404 Not Found"
     assert failed.errors[0].url == URL and failed.counters.failed == 1
+
+
+class BrokenStore(InMemoryStore):
+    async def write_page(self, page: object) -> object:  # type: ignore[override]
+        raise DependencyError("the SQLite store failed: disk I/O error")
+
+
+async def test_transient_failure_is_retried_with_backoff_not_failed() -> None:
+    store, fetcher, cache = BrokenStore(), DictFetcher({URL: PAGE}), MemoryCache(10)
+    service = IngestService(
+        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
+    )
+    collection = await store.ensure_collection("default", "t")
+    queue = InMemoryJobQueue(max_attempts=3)
+    job = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+    w = worker(service, queue)
+    leased = await queue.lease(w.owner, 5)
+    assert leased is not None
+    await w.run_job(leased)
+    waiting = await queue.get(job.id)
+    assert waiting.status is JobStatus.QUEUED
+    assert waiting.reason == "the SQLite store failed: disk I/O error"
+    assert queue.not_before[job.id] > time.time()  # backing off, not hammering

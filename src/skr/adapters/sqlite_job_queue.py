@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 from skr.adapters.sqlite_database import SQLiteDatabase
+from skr.adapters.sqlite_page_writes import now_text
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
 
@@ -17,10 +18,6 @@ _CONTROL = {
     "resume": ({JobStatus.PAUSED}, JobStatus.QUEUED),
     "cancel": ({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}, JobStatus.CANCELLED),
 }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -57,7 +54,7 @@ class SQLiteJobQueue:
     async def enqueue(
         self, kind: JobKind, collection_id: str, url: str, options: dict[str, object]
     ) -> Job:
-        now = _now()
+        now = now_text()
         row = await self._db.write(
             lambda c: c.execute(
                 "INSERT INTO jobs (id, kind, status, collection_id, url, options, counters, "
@@ -90,13 +87,13 @@ class SQLiteJobQueue:
             now = time.time()
             self._fail_exhausted(conn, now)
             row = conn.execute(
-                "SELECT id FROM jobs WHERE status = 'queued' "
+                "SELECT id FROM jobs WHERE (status = 'queued' AND coalesce(not_before, 0) <= ?) "
                 "OR (status = 'running' AND lease_expires_at < ?) ORDER BY seq LIMIT 1",
-                (now,),
+                (now, now),
             ).fetchone()
             if row is None:
                 return None
-            stamp = _now()
+            stamp = now_text()
             leased = conn.execute(
                 "UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
                 "attempts = attempts + 1, started_at = coalesce(started_at, ?), updated_at = ? "
@@ -114,7 +111,7 @@ class SQLiteJobQueue:
             "reason = 'the job stopped without finishing ' || attempts || ' times', "
             "finished_at = ?, updated_at = ? "
             "WHERE status = 'running' AND lease_expires_at < ? AND attempts >= ?",
-            (_now(), _now(), now, self._max_attempts),
+            (now_text(), now_text(), now, self._max_attempts),
         )
 
     async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> JobStatus:
@@ -142,14 +139,14 @@ class SQLiteJobQueue:
         await self._db.write(
             lambda c: c.execute(
                 "UPDATE jobs SET counters = ?, errors = ?, updated_at = ? WHERE id = ?",
-                (counters, errors, _now(), job.id),
+                (counters, errors, now_text(), job.id),
             )
         )
 
     async def finish(self, job_id: str, owner: str, status: JobStatus, reason: str | None) -> None:
         if not status.is_final:
             raise InvalidInputError(f"{status} is not a final status")
-        now = _now()
+        now = now_text()
         await self._db.write(
             lambda c: c.execute(
                 "UPDATE jobs SET status = ?, reason = ?, lease_owner = NULL, "
@@ -158,6 +155,29 @@ class SQLiteJobQueue:
                 (status.value, reason, now, now, job_id, owner),
             )
         )
+
+    async def retry_later(
+        self, job_id: str, owner: str, reason: str, delay_seconds: float
+    ) -> JobStatus:
+        def run(conn: sqlite3.Connection) -> JobStatus:
+            row = conn.execute(
+                "SELECT attempts FROM jobs WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                (job_id, owner),
+            ).fetchone()
+            if row is None:
+                raise ConflictError(f"job {job_id} is not leased by {owner}")
+            final = row[0] >= self._max_attempts
+            status = JobStatus.FAILED if final else JobStatus.QUEUED
+            stamp = now_text()
+            conn.execute(
+                "UPDATE jobs SET status = ?, reason = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL, not_before = ?, updated_at = ?, "
+                "finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+                (status.value, reason, time.time() + delay_seconds, stamp, final, stamp, job_id),
+            )
+            return status
+
+        return await self._db.write(run)
 
     async def control(self, job_id: str, action: str) -> Job:
         if action not in _CONTROL:
@@ -171,11 +191,11 @@ class SQLiteJobQueue:
             current = JobStatus(row["status"])
             if current not in allowed:
                 raise ConflictError(f"a {current} job cannot be {action}d")
-            finished = _now() if target is JobStatus.CANCELLED else None
+            finished = now_text() if target is JobStatus.CANCELLED else None
             updated = conn.execute(
                 "UPDATE jobs SET status = ?, lease_owner = NULL, lease_expires_at = NULL, "
                 "finished_at = coalesce(?, finished_at), updated_at = ? WHERE id = ? RETURNING *",
-                (target.value, finished, _now(), job_id),
+                (target.value, finished, now_text(), job_id),
             ).fetchone()
             return _job_from_row(updated)
 

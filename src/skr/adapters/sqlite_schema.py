@@ -92,6 +92,10 @@ _MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # 2: jobs wait out a backoff after a transient failure
+    """
+    ALTER TABLE jobs ADD COLUMN not_before REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -3,20 +3,26 @@ and per-collection HNSW indexes derived from the vectors SQLite keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from skr.adapters.hnsw_index import HnswIndex, HnswParams
 from skr.adapters.sqlite_database import SQLiteDatabase
+from skr.adapters.sqlite_page_writes import (
+    PageWritten,
+    bump_generation,
+    now_text,
+    vector_generation,
+    write_page_rows,
+)
 from skr.adapters.sqlite_rows import chunk_from_row, collection_from_row, document_from_row
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.models import (
@@ -24,9 +30,11 @@ from skr.domain.models import (
     ChunkKind,
     Collection,
     Document,
+    HybridQuery,
     PageWrite,
     ScoredId,
 )
+from skr.domain.ranking import fuse_rankings
 from skr.ports.vectors import Vector
 
 logger = logging.getLogger(__name__)
@@ -35,40 +43,12 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 64
 
 
-@dataclass(frozen=True, slots=True)
-class _PageWritten:
-    document: Document
-    removed: list[int]
-    added: list[int]
-    vectors: Vector
-    generation: int
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def fts_query(text: str) -> str | None:
     """A safe FTS5 query: every word of ``text`` quoted, joined with OR."""
     terms = list(dict.fromkeys(t.lower() for t in _WORD.findall(text)))[:_MAX_QUERY_TERMS]
     if not terms:
         return None
     return " OR ".join(f'"{term}"' for term in terms)
-
-
-def _bump_generation(conn: sqlite3.Connection, collection_id: str) -> int:
-    row = conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, 1) "
-        "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
-        (f"vecgen:{collection_id}",),
-    ).fetchone()
-    return int(row[0])
-
-
-def _generation(conn: sqlite3.Connection, collection_id: str) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (f"vecgen:{collection_id}",))
-    found = row.fetchone()
-    return int(found[0]) if found else 0
 
 
 class SQLiteStore:
@@ -104,7 +84,7 @@ class SQLiteStore:
             )
 
     def _load_or_build(self, conn: sqlite3.Connection, collection_id: str) -> HnswIndex:
-        generation = _generation(conn, collection_id)
+        generation = vector_generation(conn, collection_id)
         path = self._index_path(collection_id)
         loaded = HnswIndex.load(path, self._dimensions, self._hnsw, generation, self._model_id)
         if loaded is not None:
@@ -130,7 +110,7 @@ class SQLiteStore:
     def _save_dirty(self, conn: sqlite3.Connection) -> None:
         for collection_id, index in list(self._indexes.items()):
             if index.dirty:
-                generation = _generation(conn, collection_id)
+                generation = vector_generation(conn, collection_id)
                 index.save(self._index_path(collection_id), generation, self._model_id)
 
     def _index_path(self, collection_id: str) -> Path:
@@ -171,7 +151,7 @@ class SQLiteStore:
         row = conn.execute(
             "INSERT INTO collections (id, name, tenant, created_at) VALUES (?, ?, ?, ?) "
             "RETURNING *",
-            (uuid.uuid4().hex, name, tenant, _now()),
+            (uuid.uuid4().hex, name, tenant, now_text()),
         ).fetchone()
         return collection_from_row(row)
 
@@ -208,11 +188,11 @@ class SQLiteStore:
             raise InvalidInputError("every chunk needs exactly one vector")
         vectors = np.asarray(page.vectors, dtype=np.float32).reshape(len(page.chunks), -1)
         result = await self._db.write(
-            lambda c: _write_page(c, page, vectors), after_commit=self._apply_to_index
+            lambda c: write_page_rows(c, page, vectors), after_commit=self._apply_to_index
         )
         return result.document
 
-    def _apply_to_index(self, written: _PageWritten) -> None:
+    def _apply_to_index(self, written: PageWritten) -> None:
         index = self._index(written.document.collection_id)
         index.remove(written.removed)
         if written.added:
@@ -225,7 +205,7 @@ class SQLiteStore:
             lambda c: c.execute(
                 "UPDATE documents SET fetched_at = ?, etag = coalesce(?, etag), "
                 "last_modified = coalesce(?, last_modified) WHERE id = ?",
-                (_now(), etag, last_modified, document_id),
+                (now_text(), etag, last_modified, document_id),
             )
         )
 
@@ -257,7 +237,7 @@ class SQLiteStore:
         return [document_from_row(r) for r in page], next_cursor
 
     async def delete_document(self, document_id: str, tenant: str) -> None:
-        def run(conn: sqlite3.Connection) -> _PageWritten:
+        def run(conn: sqlite3.Connection) -> PageWritten:
             row = conn.execute(
                 "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
                 "WHERE d.id = ? AND k.tenant = ?",
@@ -273,9 +253,9 @@ class SQLiteStore:
             ]
             conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
             conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
-            generation = _bump_generation(conn, row["collection_id"])
+            generation = bump_generation(conn, row["collection_id"])
             empty = np.empty((0, self._dimensions), dtype=np.float32)
-            return _PageWritten(document_from_row(row), removed, [], empty, generation)
+            return PageWritten(document_from_row(row), removed, [], empty, generation)
 
         await self._db.write(run, after_commit=self._apply_to_index)
 
@@ -338,6 +318,13 @@ class SQLiteStore:
             hits.append(ScoredId(entry[0], score))
         return hits[:k]
 
+    async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
+        keyword, semantic = await asyncio.gather(
+            self.keyword_search(collection_id, query.text, query.candidates, query.kind),
+            self.vector_search(collection_id, query.vector, query.candidates, query.kind),
+        )
+        return fuse_rankings([keyword, semantic], query.weights, query.rrf_k)[: query.k]
+
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         if not chunk_ids:
             return []
@@ -360,68 +347,3 @@ def _decode_cursor(cursor: str | None) -> int:
     if not cursor.isdigit() or len(cursor) > 18:
         raise InvalidInputError("cursor is not one this server gave out")
     return int(cursor)
-
-
-def _write_page(conn: sqlite3.Connection, page: PageWrite, vectors: Vector) -> _PageWritten:
-    now = _now()
-    existing = conn.execute(
-        "SELECT id FROM documents WHERE collection_id = ? AND url = ?",
-        (page.collection_id, page.url),
-    ).fetchone()
-    image_count = sum(1 for c in page.chunks if c.kind is ChunkKind.IMAGE)
-    fields = (
-        page.final_url, page.title, page.content_hash, page.etag, page.last_modified, now,
-        "indexed", len(page.chunks) - image_count, image_count,
-    )  # fmt: skip
-    removed: list[int] = []
-    if existing is None:
-        document_id = uuid.uuid4().hex
-        conn.execute(
-            "INSERT INTO documents (id, collection_id, url, final_url, title, content_hash, "
-            "etag, last_modified, fetched_at, status, chunk_count, image_count) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (document_id, page.collection_id, page.url, *fields),
-        )
-    else:
-        document_id = existing[0]
-        removed = [
-            int(r[0])
-            for r in conn.execute("SELECT seq FROM chunks WHERE document_id = ?", (document_id,))
-        ]
-        conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
-        conn.execute(
-            "UPDATE documents SET final_url = ?, title = ?, content_hash = ?, etag = ?, "
-            "last_modified = ?, fetched_at = ?, status = ?, chunk_count = ?, image_count = ? "
-            "WHERE id = ?",
-            (*fields, document_id),
-        )
-    added = [_insert_chunk(conn, page, document_id, i, vectors[i]) for i in range(len(page.chunks))]
-    generation = _bump_generation(conn, page.collection_id)
-    row = conn.execute("SELECT * FROM documents WHERE id = ?", (document_id,)).fetchone()
-    return _PageWritten(document_from_row(row), removed, added, vectors, generation)
-
-
-def _insert_chunk(
-    conn: sqlite3.Connection, page: PageWrite, document_id: str, i: int, vector: Vector
-) -> int:
-    draft = page.chunks[i]
-    chunk_id = uuid.uuid4().hex
-    cursor = conn.execute(
-        "INSERT INTO chunks (id, document_id, collection_id, ordinal, kind, title, "
-        "heading_path, text, token_count, model_id, embedding) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            chunk_id, document_id, page.collection_id, draft.ordinal, draft.kind.value,
-            page.title, draft.heading_path, draft.text, draft.token_count, page.model_id,
-            np.asarray(vector, dtype=np.float32).tobytes(),
-        ),
-    )  # fmt: skip
-    if draft.image is not None:
-        image = draft.image
-        conn.execute(
-            "INSERT INTO images (chunk_id, src, alt, title, caption, surrounding_text, ocr_text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chunk_id, image.src, image.alt, image.title, image.caption,
-             image.surrounding_text, image.ocr_text),
-        )  # fmt: skip
-    return int(cursor.lastrowid or 0)

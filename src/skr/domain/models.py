@@ -148,6 +148,19 @@ class ScoredId:
 
 
 @dataclass(frozen=True, slots=True)
+class HybridQuery:
+    """One hybrid search: ``candidates`` from each ranking, fused, best ``k`` kept."""
+
+    text: str
+    vector: Vector
+    k: int
+    kind: ChunkKind | None
+    candidates: int
+    weights: tuple[float, float]  # keyword, vector
+    rrf_k: int
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     id: str
     document_id: str

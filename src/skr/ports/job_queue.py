@@ -38,6 +38,14 @@ class JobQueue(Protocol):
         """End the job as succeeded, failed or cancelled and release its lease."""
         ...
 
+    async def retry_later(
+        self, job_id: str, owner: str, reason: str, delay_seconds: float
+    ) -> JobStatus:
+        """A transient failure: put the job back in the queue, not to be leased before
+        ``delay_seconds`` pass; a job out of attempts fails with ``reason`` instead.
+        Returns the job's new status."""
+        ...
+
     async def control(self, job_id: str, action: str) -> Job:
         """``pause``, ``resume`` or ``cancel``; ``ConflictError`` when the job's
         status does not allow it."""

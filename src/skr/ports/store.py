@@ -10,6 +10,7 @@ from skr.domain.models import (
     ChunkKind,
     Collection,
     Document,
+    HybridQuery,
     PageWrite,
     ScoredId,
 )
@@ -68,6 +69,11 @@ class Store(Protocol):
         self, collection_id: str, vector: Vector, k: int, kind: ChunkKind | None
     ) -> list[ScoredId]:
         """Best ``k`` chunks by cosine similarity to ``vector``, best first."""
+        ...
+
+    async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
+        """Keyword and vector results fused by weighted reciprocal rank, best first,
+        at most ``query.k``; each chunk at most once."""
         ...
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from skr.domain.errors import ConflictError, FetchError, SKRError
+from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRError
 from skr.domain.models import Job, JobError, JobKind, JobStatus
 from skr.ports.job_queue import JobQueue
 from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
@@ -23,6 +24,8 @@ class WorkerOptions:
     concurrency: int
     lease_seconds: float
     poll_seconds: float
+    retry_base_seconds: float = 2.0
+    retry_cap_seconds: float = 300.0
 
 
 class JobWorker:
@@ -58,7 +61,11 @@ class JobWorker:
             if job is None:
                 await anyio.sleep(self._options.poll_seconds)
                 continue
-            await self.run_job(job)
+            try:
+                await self.run_job(job)
+            except SKRError as exc:
+                # the queue itself failed; the lease expires and the job is taken again
+                logger.warning("job %s left to its lease: %s", job.id, exc.detail)
 
     async def run_job(self, job: Job) -> None:
         """Run one leased job to its end, heartbeating its lease; pause or cancel stops it."""
@@ -83,12 +90,27 @@ class JobWorker:
                         return
 
             group.start_soon(heartbeat)
-            status, reason = await self._execute(job)
+            try:
+                status, reason = await self._execute(job)
+            except DependencyError as exc:
+                status, reason = JobStatus.QUEUED, exc.detail
             group.cancel_scope.cancel()
         if stopped_by is not None:
             logger.info("job %s stopped: %s", job.id, stopped_by)
             return
+        if status is JobStatus.QUEUED and reason is not None:
+            delay = self._backoff(job.attempts)
+            logger.warning("job %s will be retried in %.0f s: %s", job.id, delay, reason)
+            await self._queue.retry_later(job.id, self.owner, reason, delay)
+            return
         await self._queue.finish(job.id, self.owner, status, reason)
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(
+            self._options.retry_cap_seconds, self._options.retry_base_seconds * 2**attempts
+        )
+        return random.uniform(ceiling / 2, ceiling)
 
     async def _execute(self, job: Job) -> tuple[JobStatus, str | None]:
         if job.kind is not JobKind.INGEST:
@@ -98,6 +120,8 @@ class JobWorker:
             outcome = await self._ingest.ingest_page(job.url, job.collection_id)
         except FetchError as exc:
             return await self._failed(job, exc.detail)
+        except DependencyError:
+            raise  # transient: the job is retried after a backoff
         except SKRError as exc:
             logger.warning("job %s failed: %s", job.id, exc.detail)
             return await self._failed(job, exc.detail)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
 import numpy as np
 
 from skr.domain.errors import InvalidInputError
-from skr.domain.models import ChunkKind, Collection, Hit, ScoredId
+from skr.domain.models import ChunkKind, Collection, Hit, HybridQuery
 from skr.domain.vectors import Vector
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
@@ -17,18 +16,6 @@ from skr.ports.store import Store
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
-
-
-def fuse_rankings(
-    rankings: list[list[ScoredId]], weights: list[float], rrf_k: int
-) -> list[ScoredId]:
-    """Weighted reciprocal-rank fusion: each list adds ``weight / (rrf_k + rank)``."""
-    scores: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, item in enumerate(ranking, start=1):
-            scores[item.chunk_id] = scores.get(item.chunk_id, 0.0) + weight / (rrf_k + rank)
-    ordered = sorted(scores.items(), key=lambda pair: pair[1], reverse=True)
-    return [ScoredId(chunk_id, score) for chunk_id, score in ordered]
 
 
 def _digest(text: str) -> str:
@@ -56,7 +43,7 @@ class SearchService:
         self._candidates = candidates
         self._rrf_k = rrf_k
         self._ttl = cache_ttl_seconds
-        self._weights = [keyword_weight, vector_weight]
+        self._weights = (keyword_weight, vector_weight)
 
     async def embed_query(self, query: str) -> Vector:
         key = f"qe:{self._embedder.model_id}:{_digest(query)}"
@@ -91,11 +78,10 @@ class SearchService:
     ) -> list[Hit]:
         candidates = max(self._candidates, k)
         vector = await self.embed_query(query)
-        keyword, semantic = await asyncio.gather(
-            self._store.keyword_search(collection_id, query, candidates, kind),
-            self._store.vector_search(collection_id, vector, candidates, kind),
+        fused = await self._store.hybrid_search(
+            collection_id,
+            HybridQuery(query, vector, k, kind, candidates, self._weights, self._rrf_k),
         )
-        fused = fuse_rankings([keyword, semantic], self._weights, self._rrf_k)[:k]
         chunks = await self._store.get_chunks([f.chunk_id for f in fused])
         by_id = {c.id: c for c in chunks}
         hits: list[Hit] = []
