@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install serve test lint bench bench-torch bench-ann clean
+.PHONY: install services serve test lint bench bench-torch bench-ann clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(BIN)/skr: pyproject.toml
 
 install: $(BIN)/skr
 
+# PostgreSQL (with pgvector, built by our own script) and Redis on loopback, for the tests.
+services:
+	bash scripts/ensure-services.sh
+	bash scripts/install-pgvector.sh
+
 serve: install
 	$(BIN)/skr serve
 
@@ -24,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: install lint
+test: install lint services
 	$(BIN)/pytest
 
 # Benchmarks print their figures; docs/benchmarks.md records them with these commands.

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
 
 from skr.adapters.httpx_fetcher import HttpxFetcher
-from skr.adapters.memory_cache import MemoryCache
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.adapters.openai_generator import OpenAIGenerator
-from skr.adapters.sqlite_database import SQLiteDatabase
-from skr.adapters.sqlite_job_queue import SQLiteJobQueue
-from skr.adapters.sqlite_store import SQLiteStore
-from skr.domain.errors import InvalidInputError
-from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
+from skr.backends import embedded_backend, scale_out_backend
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
 from skr.ports.cache import Cache
@@ -33,8 +28,6 @@ from skr.services.search import SearchService
 from skr.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-_INDEX_SAVE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,32 +47,7 @@ class Container:
     worker: JobWorker
 
 
-async def _embedded_store(
-    settings: Settings, embedder: Embedder, stack: AsyncExitStack
-) -> tuple[SQLiteStore, SQLiteJobQueue]:
-    database = SQLiteDatabase(settings.sqlite_path)
-    await anyio.to_thread.run_sync(database.open)
-    stack.callback(database.close)
-    store = SQLiteStore(
-        database,
-        settings.index_dir,
-        model_id=embedder.model_id,
-        dimensions=embedder.dimensions,
-    )
-    await store.load_indexes()
-    stack.push_async_callback(store.save_indexes)
-    await store.ensure_collection(DEFAULT_COLLECTION, DEFAULT_TENANT)
-    queue = SQLiteJobQueue(database, max_attempts=settings.job_max_attempts)
-    return store, queue
-
-
-async def _save_indexes_periodically(store: SQLiteStore) -> None:
-    while True:
-        await anyio.sleep(_INDEX_SAVE_SECONDS)
-        await store.save_indexes()
-
-
-def _page_counter(metrics: Metrics) -> object:
+def _page_counter(metrics: Metrics) -> Callable[[PageOutcome | None], None]:
     def count(outcome: PageOutcome | None) -> None:
         if outcome is None:
             metrics.ingest_pages.labels("failed").inc()
@@ -94,11 +62,6 @@ def _page_counter(metrics: Metrics) -> object:
 @asynccontextmanager
 async def build_container(settings: Settings) -> AsyncIterator[Container]:
     """Build everything; on exit, stop background work and close every resource."""
-    if settings.database_url is not None:
-        raise InvalidInputError(
-            "SKR_DATABASE_URL is set, but this build has only the embedded store; "
-            "unset it to run embedded"
-        )
     async with AsyncExitStack() as stack:
         metrics = Metrics()
         embedder = OnnxMiniLMEmbedder(
@@ -108,8 +71,9 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
         )
         await anyio.to_thread.run_sync(embedder.load)
         stack.callback(embedder.close)
-        store, queue = await _embedded_store(settings, embedder, stack)
-        cache = MemoryCache(settings.cache_max_entries)
+        make_backend = embedded_backend if settings.database_url is None else scale_out_backend
+        backend = await make_backend(settings, embedder, stack)
+        store, queue, cache = backend.store, backend.job_queue, backend.cache
         fetcher = HttpxFetcher(
             user_agent=settings.user_agent,
             connect_timeout=settings.fetch_connect_timeout_seconds,
@@ -161,16 +125,19 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
                 lease_seconds=settings.job_lease_seconds,
                 poll_seconds=settings.job_poll_seconds,
             ),
-            on_page=_page_counter(metrics),  # type: ignore[arg-type]
+            on_page=_page_counter(metrics),
         )
-        readiness = ReadinessCheck(store=store, ttl_seconds=settings.readiness_cache_seconds)
+        readiness = ReadinessCheck(
+            store=store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
+        )
         container = Container(
             settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
             fetcher=fetcher, generator=generator, metrics=metrics, readiness=readiness,
             ingest=ingest, search=search, ask=ask, worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
-            group.start_soon(_save_indexes_periodically, store)
+            for task in backend.background:
+                group.start_soon(task)
             if settings.run_workers:
                 group.start_soon(worker.run)
             try:

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     redis_url: str | None = None
+    db_pool_min_size: int = Field(default=1, ge=0, le=100)
+    db_pool_max_size: int = Field(default=10, ge=1, le=500)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # serving
     host: str = "127.0.0.1"

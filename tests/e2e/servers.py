@@ -86,7 +86,10 @@ def static_site(root: Path, delay_seconds: float = 0.0) -> Iterator[tuple[str, t
 class SkrServer:
     """`skr serve` in a child process, as a user would run it."""
 
-    def __init__(self, data_dir: Path, port: int, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, log_path: Path, command: str = "serve", **env: str
+    ) -> None:
+        self.command = command
         self.data_dir = data_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -101,17 +104,21 @@ class SkrServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> None:
         log = self._log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "skr", "serve"], env=self._env, stdout=log, stderr=log
+            [sys.executable, "-m", "skr", self.command], env=self._env, stdout=log, stderr=log
         )
+        if self.command != "serve":
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"skr serve exited: {self._log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+                if httpx.get(f"{self.url}/livez", timeout=1).status_code == 200 and not wait_ready:
                     return
             except httpx.TransportError:
                 pass

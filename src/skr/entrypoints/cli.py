@@ -65,20 +65,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Run the API server (and, embedded, its background workers)."""
-    import logging
 
     import uvicorn
 
     from skr.entrypoints.api.app import create_app
 
     settings = Settings()
-    if settings.database_url is not None:
-        _fail("SKR_DATABASE_URL is set, but this version has only the embedded store; unset it")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # trafilatura reports every short page it discards; that is not news to an operator
-    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    _configure_logging(settings)
     if settings.host not in {"127.0.0.1", "localhost", "::1"} and host is None:
         _err.print(f"warning: listening on {settings.host} with no API keys configured")
     uvicorn.run(
@@ -191,16 +184,62 @@ def jobs(
     _out.print(table)
 
 
+def _configure_logging(settings: Settings) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    # trafilatura reports every short page it discards; that is not news to an operator
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+
+
+@app.command()
+def worker() -> None:
+    """Run job workers only (scale-out: any number of these, on any machines)."""
+    import anyio
+
+    from skr.container import build_container
+
+    settings = Settings(run_workers=True)
+    _configure_logging(settings)
+    if settings.database_url is None:
+        _fail("`skr worker` needs SKR_DATABASE_URL; embedded, `skr serve` runs the workers")
+
+    async def run() -> None:
+        async with build_container(settings) as container:
+            _err.print(f"worker {container.worker.owner} running; Ctrl-C stops it")
+            await anyio.sleep_forever()
+
+    anyio.run(run)
+
+
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the store's schema."""
-    from skr.adapters.sqlite_database import SQLiteDatabase
-
+    """Create or upgrade the store's schema (PostgreSQL with SKR_DATABASE_URL, else SQLite)."""
     settings = Settings()
-    database = SQLiteDatabase(settings.sqlite_path)
-    database.open()
-    database.close()
-    _out.print(f"schema up to date in {settings.sqlite_path}")
+    if settings.database_url is None:
+        from skr.adapters.sqlite_database import SQLiteDatabase
+
+        database = SQLiteDatabase(settings.sqlite_path)
+        database.open()
+        database.close()
+        _out.print(f"schema up to date in {settings.sqlite_path}")
+        return
+    import anyio
+    import psycopg
+
+    from skr.adapters.postgres_migrations import migrate as migrate_postgres
+
+    async def run(url: str) -> int:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await migrate_postgres(conn)
+
+    try:
+        version = anyio.run(run, settings.database_url)
+    except psycopg.Error as exc:
+        _fail(f"could not migrate PostgreSQL: {exc}")
+    _out.print(f"PostgreSQL schema at version {version}")
 
 
 def main() -> None:

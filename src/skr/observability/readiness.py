@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from skr.domain.errors import SKRError
@@ -12,17 +13,26 @@ from skr.ports.store import Store
 @dataclass(frozen=True, slots=True)
 class ReadinessReport:
     ready: bool
+    degraded: bool
     checks: dict[str, str]
 
 
 class ReadinessCheck:
-    """Pings the dependencies at most once per ``ttl_seconds``; callers share the result."""
+    """Pings the dependencies at most once per ``ttl_seconds``; callers share the result.
+    The store is required; other checks (Redis) only make the report degraded."""
 
-    def __init__(self, *, store: Store, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ttl_seconds: float,
+        extra: Mapping[str, Callable[[], Awaitable[str]]] | None = None,
+    ) -> None:
         self._store = store
         self._ttl = ttl_seconds
+        self._extra = dict(extra or {})
         self._checked_at = float("-inf")
-        self._report = ReadinessReport(False, {"store": "not checked"})
+        self._report = ReadinessReport(False, False, {"store": "not checked"})
 
     async def report(self) -> ReadinessReport:
         if time.monotonic() - self._checked_at < self._ttl:
@@ -33,6 +43,10 @@ class ReadinessCheck:
             checks["store"] = "ok"
         except SKRError as exc:
             checks["store"] = f"failing: {exc.detail}"
-        self._report = ReadinessReport(all(v == "ok" for v in checks.values()), checks)
+        for name, check in self._extra.items():
+            checks[name] = await check()
+        ready = checks["store"] == "ok"
+        degraded = any(v != "ok" for v in checks.values())
+        self._report = ReadinessReport(ready, degraded, checks)
         self._checked_at = time.monotonic()
         return self._report

@@ -22,7 +22,8 @@ async def livez() -> dict[str, str]:
 async def readyz(container: ContainerDep) -> JSONResponse:
     """Dependency state from a check cached for a few seconds."""
     report = await container.readiness.report()
-    body = {"status": "ready" if report.ready else "unready", "checks": report.checks}
+    status = "unready" if not report.ready else "degraded" if report.degraded else "ready"
+    body = {"status": status, "checks": report.checks}
     return JSONResponse(body, status_code=200 if report.ready else 503)
 
 

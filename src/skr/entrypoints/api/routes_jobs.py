@@ -17,6 +17,7 @@ from skr.entrypoints.api.schemas import (
     JobRead,
     JobsPage,
 )
+from skr.services.collections import resolve_collection
 from skr.services.jobs import job_rate
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -54,7 +55,7 @@ async def ingest(
         raise InvalidInputError("site crawls are not available in this version of SKR yet")
     url = body.url.strip().split("#", 1)[0]
     await container.fetcher.check_url(url)
-    collection = await container.store.get_collection(body.collection, tenant)
+    collection = await resolve_collection(container.store, body.collection, tenant)
     job = await container.job_queue.enqueue(JobKind.INGEST, collection.id, url, {})
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return IngestAccepted(job_id=job.id, status=job.status.value, url=url)

@@ -19,6 +19,7 @@ from skr.entrypoints.api.schemas import (
     HitRead,
     SearchResults,
 )
+from skr.services.collections import resolve_collection
 from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -40,7 +41,7 @@ async def search(
     kind: Literal["text", "image", "all"] = "all",
 ) -> SearchResults:
     """The best chunks and images for ``q``, keyword and vector results fused."""
-    found = await container.store.get_collection(collection, tenant)
+    found = await resolve_collection(container.store, collection, tenant)
     hits = await container.search.search(found, q, k, _KINDS[kind])
     return SearchResults(
         hits=[
@@ -87,7 +88,7 @@ async def ask(
     body: AskRequest, request: Request, container: ContainerDep, tenant: TenantDep
 ) -> AnswerRead | StreamingResponse:
     """An answer made from the collection's passages, each claim cited as [n]."""
-    found = await container.store.get_collection(body.collection, tenant)
+    found = await resolve_collection(container.store, body.collection, tenant)
     answer = await container.ask.ask(found, body.question, body.k)
     container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
     read = answer_read(answer)

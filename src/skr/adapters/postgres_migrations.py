@@ -1,0 +1,141 @@
+"""The PostgreSQL schema, created and upgraded by numbered migrations (``skr migrate``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+
+logger = logging.getLogger(__name__)
+
+_LOCK_ID = 0x534B52  # "SKR": one migrator at a time
+
+MIGRATIONS: list[str] = [
+    # 1: collections, documents, chunks with vectors and full text, images, jobs
+    """
+    CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
+    CREATE TABLE collections (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        tenant text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (tenant, name)
+    );
+    CREATE TABLE documents (
+        seq bigserial UNIQUE,
+        id text PRIMARY KEY,
+        collection_id text NOT NULL REFERENCES collections (id),
+        url text NOT NULL,
+        final_url text NOT NULL,
+        title text NOT NULL,
+        content_hash text NOT NULL,
+        etag text,
+        last_modified text,
+        fetched_at timestamptz NOT NULL,
+        status text NOT NULL,
+        chunk_count integer NOT NULL,
+        image_count integer NOT NULL,
+        UNIQUE (collection_id, url)
+    );
+    CREATE TABLE chunks (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        document_id text NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+        collection_id text NOT NULL,
+        ordinal integer NOT NULL,
+        kind text NOT NULL,
+        title text NOT NULL,
+        heading_path text NOT NULL,
+        text text NOT NULL,
+        token_count integer NOT NULL,
+        model_id text NOT NULL,
+        embedding vector(384) NOT NULL,
+        tsv tsvector GENERATED ALWAYS AS (
+            setweight(to_tsvector('english', title), 'A')
+            || setweight(to_tsvector('english', heading_path), 'B')
+            || setweight(to_tsvector('english', text), 'C')
+        ) STORED
+    );
+    CREATE INDEX chunks_by_document ON chunks (document_id, ordinal);
+    CREATE INDEX chunks_by_collection ON chunks (collection_id, kind);
+    CREATE INDEX chunks_tsv ON chunks USING gin (tsv);
+    CREATE INDEX chunks_embedding ON chunks
+        USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+    CREATE TABLE images (
+        chunk_id text PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
+        src text NOT NULL,
+        alt text NOT NULL,
+        title text NOT NULL,
+        caption text NOT NULL,
+        surrounding_text text NOT NULL,
+        ocr_text text NOT NULL
+    );
+    CREATE TABLE jobs (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        kind text NOT NULL,
+        status text NOT NULL,
+        collection_id text NOT NULL,
+        url text NOT NULL,
+        options jsonb NOT NULL DEFAULT '{}',
+        counters jsonb NOT NULL,
+        errors jsonb NOT NULL DEFAULT '[]',
+        attempts integer NOT NULL DEFAULT 0,
+        lease_owner text,
+        lease_expires_at timestamptz,
+        not_before timestamptz,
+        reason text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        finished_at timestamptz
+    );
+    CREATE INDEX jobs_queued ON jobs (seq) WHERE status = 'queued';
+    CREATE INDEX jobs_running ON jobs (lease_expires_at) WHERE status = 'running';
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+async def schema_version(conn: AsyncConnection[Any]) -> int:
+    """The version the database is at (0 for an empty one)."""
+    cursor = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    row = await cursor.fetchone()
+    if not row or not _first(row):
+        return 0
+    cursor = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    found = await cursor.fetchone()
+    return int(_first(found)) if found else 0
+
+
+async def migrate(conn: AsyncConnection[Any], schema: str | None = None) -> int:
+    """Apply the migrations this database has not seen, each in its own transaction,
+    holding an advisory lock so that concurrent migrators wait for each other."""
+    async with conn.transaction():
+        if schema is not None:
+            await conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+            )
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database has schema version {current}, newer than this SKR ({SCHEMA_VERSION})"
+            )
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            logger.info("applying migration %d", number)
+            await conn.execute(script.encode())
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+    return SCHEMA_VERSION
+
+
+def _first(row: Any) -> Any:
+    if isinstance(row, dict):
+        return next(iter(row.values()))
+    return row[0]

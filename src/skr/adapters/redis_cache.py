@@ -1,0 +1,119 @@
+"""The shared Cache on Redis: values with a time to live and per-collection generation counters."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Self, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from skr.domain.errors import DependencyError
+
+T = TypeVar("T")
+
+
+class RedisCache:
+    """Implements the Cache port on Redis; every key starts with ``namespace``.
+
+    Values live under ``<namespace>v:<key>`` and generations under
+    ``<namespace>gen:<collection id>``, so no cache key can overwrite a generation.
+
+    The client is built in ``start()`` (or ``async with``), never in ``__init__``. Every
+    driver error (connection refused, timeout, protocol) surfaces as ``DependencyError``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "skr:",
+        socket_timeout_seconds: float = 0.5,
+        connect_timeout_seconds: float = 0.5,
+        health_check_interval_seconds: float = 30.0,
+        retries: int = 1,
+    ) -> None:
+        self._url = url
+        self._namespace = namespace
+        self._socket_timeout = socket_timeout_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._health_check_interval = health_check_interval_seconds
+        self._retries = retries
+        self._client: Redis | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    async def start(self) -> None:
+        """Build the client and its connection pool; connections open on first use."""
+        if self._client is not None:
+            return
+        # The library's default retries with exponential backoff for seconds; a cache
+        # must fail fast, so at most ``retries`` immediate retries (a stale pooled socket).
+        self._client = Redis.from_url(
+            self._url,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=self._connect_timeout,
+            health_check_interval=self._health_check_interval,
+            retry=Retry(NoBackoff(), self._retries),
+        )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self._redis().ping())
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._call(self._redis().get(self._value_key(key)))
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else value.encode()
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        if ttl_seconds <= 0:
+            return
+        ttl_ms = max(1, round(ttl_seconds * 1000))
+        await self._call(self._redis().set(self._value_key(key), value, px=ttl_ms))
+
+    async def generation(self, collection_id: str) -> int:
+        value = await self._call(self._redis().get(self._generation_key(collection_id)))
+        return 0 if value is None else int(value)
+
+    async def bump_generation(self, collection_id: str) -> None:
+        await self._call(self._redis().incr(self._generation_key(collection_id)))
+
+    def _value_key(self, key: str) -> str:
+        return f"{self._namespace}v:{key}"
+
+    def _generation_key(self, collection_id: str) -> str:
+        return f"{self._namespace}gen:{collection_id}"
+
+    def _redis(self) -> Redis:
+        if self._client is None:
+            raise DependencyError("the Redis cache is not started")
+        return self._client
+
+    async def _call(self, command: Awaitable[T]) -> T:
+        try:
+            return await command
+        except RedisError as exc:
+            raise DependencyError(f"Redis cache failed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,165 @@
+"""Scale-out end to end: API and worker processes sharing one PostgreSQL and Redis on
+loopback; a worker killed mid-way; Redis gone; PostgreSQL gone and back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.contract.store_fixtures import POSTGRES_URL
+from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site, write_fallback_site
+from tests.e2e.tcp_proxy import TcpProxy
+from tests.e2e.test_end_to_end import wait_for_job
+
+pytestmark = pytest.mark.slow
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def site_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if SHARED_SITE.is_dir():
+        return SHARED_SITE
+    return write_fallback_site(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A database of its own for this test, dropped afterwards."""
+    name = f"skr_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def process(tmp_path: Path, name: str, command: str, url: str, **env: str) -> SkrServer:
+    return SkrServer(
+        tmp_path / name, free_port(), tmp_path / f"{name}.log", command,
+        SKR_DATABASE_URL=url, SKR_JOB_LEASE_SECONDS="2", SKR_JOB_POLL_SECONDS="0.1", **env,
+    )  # fmt: skip
+
+
+def migrate(tmp_path: Path, url: str) -> None:
+    result = process(tmp_path, "migrate", "migrate", url).cli("migrate")
+    assert result.returncode == 0, result.stderr
+    assert "version" in result.stdout
+
+
+def test_two_apis_two_workers_survive_a_killed_worker(
+    tmp_path: Path, site_root: Path, database_url: str
+) -> None:
+    migrate(tmp_path, database_url)
+    pages = sorted(p.name for p in site_root.glob("*.html"))[:12]
+    apis = [
+        process(tmp_path, f"api{i}", "serve", database_url, SKR_RUN_WORKERS="false",
+                SKR_REDIS_URL=REDIS_URL)
+        for i in (1, 2)
+    ]  # fmt: skip
+    workers = [
+        process(tmp_path, f"worker{i}", "worker", database_url, SKR_REDIS_URL=REDIS_URL,
+                SKR_WORKER_CONCURRENCY="2")
+        for i in (1, 2)
+    ]  # fmt: skip
+    with static_site(site_root, delay_seconds=0.5) as (base, _):
+        for p in [*apis, *workers]:
+            p.start()
+        try:
+            first, second = apis
+            jobs = [
+                httpx.post(f"{first.url}/v1/ingest", json={"url": f"{base}/{page}"}).json()[
+                    "job_id"
+                ]
+                for page in pages
+            ]
+            deadline = time.monotonic() + 20
+            while not any(
+                httpx.get(f"{second.url}/v1/jobs/{j}").json()["status"] == "running" for j in jobs
+            ):
+                assert time.monotonic() < deadline, "no job started"
+                time.sleep(0.05)
+            workers[0].kill()  # SIGKILL in the middle of the work
+            finished = [wait_for_job(second.url, j, timeout=90) for j in jobs]
+            assert [f["status"] for f in finished] == ["succeeded"] * len(pages)
+            documents = httpx.get(f"{second.url}/v1/documents", params={"limit": 100}).json()
+            urls = sorted(d["url"] for d in documents["documents"])
+            assert urls == sorted(f"{base}/{page}" for page in pages)
+            hits = httpx.get(f"{second.url}/v1/search", params={"q": "register a blueprint"})
+            assert hits.status_code == 200 and hits.json()["hits"]
+            answer = httpx.post(f"{second.url}/v1/ask", json={"question": "What is a blueprint?"})
+            assert answer.status_code == 200 and answer.json()["citations"]
+        finally:
+            for p in [*apis, *workers]:
+                p.stop()
+    with psycopg.connect(database_url) as conn:
+        duplicates = conn.execute(
+            "SELECT count(*) FROM (SELECT document_id, ordinal FROM chunks "
+            "GROUP BY document_id, ordinal HAVING count(*) > 1) d"
+        ).fetchone()
+        docs = conn.execute("SELECT count(*), count(DISTINCT url) FROM documents").fetchone()
+    assert duplicates == (0,)
+    assert docs == (len(pages), len(pages))
+
+
+def test_redis_down_still_serves(tmp_path: Path, site_root: Path, database_url: str) -> None:
+    migrate(tmp_path, database_url)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    api = process(tmp_path, "api", "serve", database_url, SKR_REDIS_URL=closed)
+    with static_site(site_root) as (base, _):
+        api.start()
+        try:
+            job = httpx.post(f"{api.url}/v1/ingest", json={"url": f"{base}/blueprints.html"})
+            assert wait_for_job(api.url, job.json()["job_id"])["status"] == "succeeded"
+            for _ in range(3):
+                search = httpx.get(f"{api.url}/v1/search", params={"q": "blueprint"})
+                assert search.status_code == 200 and search.json()["hits"]
+                ask = httpx.post(f"{api.url}/v1/ask", json={"question": "What is a blueprint?"})
+                assert ask.status_code == 200
+            ready = httpx.get(f"{api.url}/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "degraded"
+            assert ready.json()["checks"]["redis"].startswith("degraded")
+        finally:
+            api.stop()
+
+
+def test_postgres_down_fails_fast_and_recovers(
+    tmp_path: Path, site_root: Path, database_url: str
+) -> None:
+    migrate(tmp_path, database_url)
+    with TcpProxy(5432) as proxy:
+        proxied = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        api = process(
+            tmp_path, "api", "serve", proxied, SKR_DB_POOL_TIMEOUT_SECONDS="1",
+            SKR_READINESS_CACHE_SECONDS="0.5",
+        )  # fmt: skip
+        api.start()
+        try:
+            assert httpx.get(f"{api.url}/v1/search", params={"q": "x"}).status_code == 200
+            proxy.cut()
+            time.sleep(1)
+            assert httpx.get(f"{api.url}/livez").status_code == 200
+            assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 503
+            started = time.monotonic()
+            down = httpx.get(f"{api.url}/v1/search", params={"q": "x"}, timeout=10)
+            assert down.status_code == 503
+            assert down.headers["content-type"].startswith("application/problem+json")
+            assert "retry-after" in down.headers
+            assert time.monotonic() - started < 3
+            proxy.restore()
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{api.url}/readyz", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "did not recover"
+                time.sleep(0.5)
+            assert httpx.get(f"{api.url}/v1/search", params={"q": "x"}).status_code == 200
+        finally:
+            api.stop()
