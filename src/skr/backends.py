@@ -4,8 +4,9 @@ embedded (SQLite + local HNSW + in-memory cache) and scale-out (PostgreSQL + Red
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class Backend:
     cache: Cache
     checks: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    pool_stats: Callable[[], Mapping[str, int]] | None = None
 
 
 async def embedded_backend(
@@ -96,10 +98,58 @@ async def scale_out_backend(
         store=store,
         job_queue=PostgresJobQueue(database, max_attempts=settings.job_max_attempts),
         cache=MemoryCache(settings.cache_max_entries),
+        pool_stats=database.pool.get_stats,
     )
     if settings.redis_url is not None:
         await _add_redis(settings, backend, stack)
     return backend
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, *, model_id: str, dimensions: int) -> AsyncIterator[Store]:
+    """The store the settings select and nothing else (no embedder, queue or cache), for
+    commands that move stored vectors: SQLite with its vector indexes loaded and saved
+    again on exit, or PostgreSQL once it answers with the schema this SKR needs."""
+    async with AsyncExitStack() as stack:
+        if settings.database_url is None:
+            database = SQLiteDatabase(settings.sqlite_path)
+            try:
+                await anyio.to_thread.run_sync(database.open)
+            except (sqlite3.Error, OSError, RuntimeError) as exc:
+                raise DependencyError(f"cannot open {settings.sqlite_path}: {exc}") from exc
+            stack.callback(database.close)
+            sqlite = SQLiteStore(
+                database, settings.index_dir, model_id=model_id, dimensions=dimensions
+            )
+            await sqlite.load_indexes()
+            stack.push_async_callback(sqlite.save_indexes)
+            yield sqlite
+            return
+        import psycopg
+
+        from skr.adapters.postgres_database import PostgresDatabase
+        from skr.adapters.postgres_migrations import SCHEMA_VERSION, schema_version
+        from skr.adapters.postgres_store import PostgresStore
+
+        timeout = max(1, round(settings.db_pool_timeout_seconds))
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                settings.database_url, connect_timeout=timeout
+            ) as conn:
+                version = await schema_version(conn)
+        except psycopg.Error as exc:
+            raise DependencyError(f"PostgreSQL is unreachable: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            raise DependencyError(
+                f"the database schema is at version {version}, this SKR needs "
+                f"{SCHEMA_VERSION}: run `skr migrate`"
+            )
+        database_pg = PostgresDatabase(
+            settings.database_url, max_size=2, pool_timeout_seconds=settings.db_pool_timeout_seconds
+        )
+        await database_pg.open()
+        stack.push_async_callback(database_pg.close)
+        yield PostgresStore(database_pg, model_id=model_id, dimensions=dimensions)
 
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -41,6 +41,7 @@ class Container:
     generator: Generator | None
     metrics: Metrics
     readiness: ReadinessCheck
+    pool_stats: Callable[[], Mapping[str, int]] | None
     ingest: IngestService
     search: SearchService
     ask: AskService
@@ -133,7 +134,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
         container = Container(
             settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
             fetcher=fetcher, generator=generator, metrics=metrics, readiness=readiness,
-            ingest=ingest, search=search, ask=ask, worker=worker,
+            pool_stats=backend.pool_stats, ingest=ingest, search=search, ask=ask, worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             for task in backend.background:

@@ -178,3 +178,10 @@ async def test_mark_fetched_keeps_content(store: Store) -> None:
     assert again.etag == '"etag-2"'
     assert again.content_hash == doc.content_hash
     assert again.fetched_at >= doc.fetched_at
+
+
+async def test_a_page_without_chunks_can_be_written(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    doc = await store.write_page(page(c.id, "http://x.test/empty", [], []))
+    assert doc.chunk_count == 0 and doc.image_count == 0
+    assert (await store.find_document(c.id, "http://x.test/empty")) is not None

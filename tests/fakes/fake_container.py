@@ -47,7 +47,7 @@ def fake_container_factory(
         container = Container(
             settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
             fetcher=fetcher, generator=generator, metrics=metrics,
-            readiness=ReadinessCheck(store=store, ttl_seconds=1), ingest=ingest,
+            readiness=ReadinessCheck(store=store, ttl_seconds=1), pool_stats=None, ingest=ingest,
             search=search, ask=AskService(search=search, generator=generator), worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -22,6 +22,7 @@ from skr.domain.models import (
 )
 from skr.domain.ranking import fuse_rankings
 from skr.domain.vectors import Vector
+from skr.ports.store import StoredPage
 
 _WORD = re.compile(r"\w+")
 
@@ -32,6 +33,7 @@ class InMemoryStore:
         self.documents: dict[str, Document] = {}
         self.chunks: dict[str, tuple[Chunk, Vector]] = {}
         self.order: list[str] = []
+        self.page_models: dict[str, str] = {}
 
     async def ensure_collection(self, name: str, tenant: str) -> Collection:
         for c in self.collections.values():
@@ -54,6 +56,22 @@ class InMemoryStore:
 
     async def list_collections(self, tenant: str) -> list[Collection]:
         return [c for c in self.collections.values() if c.tenant == tenant]
+
+    async def list_all_collections(self) -> list[Collection]:
+        return sorted(self.collections.values(), key=lambda c: (c.tenant, c.name))
+
+    async def export_documents(self, collection_id: str) -> AsyncIterator[StoredPage]:
+        for document_id in list(self.order):
+            document = self.documents.get(document_id)
+            if document is None or document.collection_id != collection_id:
+                continue
+            pairs = sorted(
+                (v for v in self.chunks.values() if v[0].document_id == document_id),
+                key=lambda pair: pair[0].ordinal,
+            )
+            vectors = np.vstack([v for _, v in pairs]) if pairs else np.empty((0, 0), np.float32)
+            model_id = self.page_models.get(document_id) if pairs else None
+            yield StoredPage(document, [c for c, _ in pairs], vectors, model_id)
 
     async def find_document(self, collection_id: str, url: str) -> Document | None:
         for d in self.documents.values():
@@ -83,6 +101,7 @@ class InMemoryStore:
         if existing is None:
             self.order.append(document_id)
         self.documents[document_id] = document
+        self.page_models[document_id] = page.model_id
         return document
 
     async def mark_fetched(

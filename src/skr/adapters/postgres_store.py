@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from skr.adapters.postgres_database import Connection, PostgresDatabase
+from skr.adapters.postgres_export import stored_pages
 from skr.adapters.postgres_rows import (
     CHUNK_COLUMNS,
     Row,
@@ -33,6 +34,7 @@ from skr.domain.models import (
     PageWrite,
     ScoredId,
 )
+from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -194,6 +196,13 @@ class PostgresStore:
             (storable(tenant),),
         )
         return [collection_from_row(r) for r in rows]
+
+    async def list_all_collections(self) -> list[Collection]:
+        rows = await self._fetch("SELECT * FROM collections ORDER BY tenant, name")
+        return [collection_from_row(r) for r in rows]
+
+    def export_documents(self, collection_id: str) -> AsyncIterator[StoredPage]:
+        return stored_pages(self._connection, collection_id, self._dimensions)
 
     # documents -------------------------------------------------------------
 

@@ -9,13 +9,14 @@ import logging
 import re
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from skr.adapters.hnsw_index import HnswIndex, HnswParams
 from skr.adapters.sqlite_database import SQLiteDatabase
+from skr.adapters.sqlite_export import stored_pages
 from skr.adapters.sqlite_page_writes import (
     PageWritten,
     bump_generation,
@@ -35,6 +36,7 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.ranking import fuse_rankings
+from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 logger = logging.getLogger(__name__)
@@ -173,6 +175,15 @@ class SQLiteStore:
         )
         return [collection_from_row(r) for r in rows]
 
+    async def list_all_collections(self) -> list[Collection]:
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT * FROM collections ORDER BY tenant, name").fetchall()
+        )
+        return [collection_from_row(r) for r in rows]
+
+    def export_documents(self, collection_id: str) -> AsyncIterator[StoredPage]:
+        return stored_pages(self._db, collection_id, self._dimensions)
+
     # documents -------------------------------------------------------------
 
     async def find_document(self, collection_id: str, url: str) -> Document | None:
@@ -186,7 +197,9 @@ class SQLiteStore:
     async def write_page(self, page: PageWrite) -> Document:
         if page.vectors.shape[0] != len(page.chunks):
             raise InvalidInputError("every chunk needs exactly one vector")
-        vectors = np.asarray(page.vectors, dtype=np.float32).reshape(len(page.chunks), -1)
+        vectors = np.asarray(page.vectors, dtype=np.float32).reshape(
+            len(page.chunks), self._dimensions
+        )
         result = await self._db.write(
             lambda c: write_page_rows(c, page, vectors), after_commit=self._apply_to_index
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -240,6 +241,106 @@ def migrate() -> None:
     except psycopg.Error as exc:
         _fail(f"could not migrate PostgreSQL: {exc}")
     _out.print(f"PostgreSQL schema at version {version}")
+
+
+@app.command("export")
+def export_(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            dir_okay=False, help="File to write; gzip-compressed when its name ends in .gz."
+        ),
+    ],
+) -> None:
+    """Write the whole knowledge base to FILE, vectors included: every tenant's collections
+    and documents, from PostgreSQL with SKR_DATABASE_URL, else from SQLite in SKR_DATA_DIR.
+    Nothing is embedded again; FILE appears only once it is complete."""
+    settings = Settings()
+    if settings.database_url is None and not settings.sqlite_path.is_file():
+        _fail(f"there is no knowledge base in {settings.data_dir} to export")
+    _transfer(settings, file, exporting=True)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[
+        Path, typer.Argument(dir_okay=False, help="A file written by `skr export` (.gz or not).")
+    ],
+) -> None:
+    """Read FILE, written by `skr export`, into the store the settings select (PostgreSQL
+    with SKR_DATABASE_URL, else SQLite in SKR_DATA_DIR), vectors as they are: nothing is
+    embedded again. A document whose URL its collection already holds is REPLACED by the
+    file's version. The whole file is checked first; a file of another embedding model is
+    refused."""
+    _transfer(Settings(), file, exporting=False)
+
+
+def _transfer(settings: Settings, file: Path, *, exporting: bool) -> None:
+    """Run an export or an import with a progress bar and a summary; errors end it readably."""
+    import anyio
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from skr.adapters.onnx_embedder import DIMENSIONS, MODEL_ID
+    from skr.backends import open_store
+    from skr.domain.errors import SKRError
+    from skr.services.transfer import TransferCounts, export_knowledge_base, import_knowledge_base
+
+    run = export_knowledge_base if exporting else import_knowledge_base
+    verb = "exported" if exporting else "imported"
+    progress = Progress(
+        TextColumn(f"{verb[:-2]}ing documents"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=_err,
+    )  # fmt: skip
+    task = progress.add_task("documents", total=None)
+    done = 0
+
+    def report(count: int, total: int | None) -> None:
+        nonlocal done
+        done = count
+        progress.update(task, completed=count, total=total)
+
+    async def go() -> TransferCounts:
+        async with open_store(settings, model_id=MODEL_ID, dimensions=DIMENSIONS) as store:
+            return await run(
+                store, file, model_id=MODEL_ID, dimensions=DIMENSIONS, on_progress=report
+            )
+
+    try:
+        with progress:
+            counts = anyio.run(go)
+    except SKRError as exc:
+        after = (
+            f"; {done} documents were imported before it (importing again replaces them)"
+            if done and not exporting
+            else ""
+        )
+        _fail(f"{exc.detail}{after}")
+    where = f"to {file}" if exporting else f"from {file}"
+    _out.print(
+        f"{verb} {_count(counts.documents, 'document')} ({_count(counts.chunks, 'chunk')}) "
+        f"in {_count(counts.collections, 'collection')} {where}",
+        highlight=False,
+    )
+    _warn_skipped(counts.skipped)
+
+
+def _warn_skipped(skipped: int) -> None:
+    if skipped:
+        _err.print(
+            f"warning: left out {_count(skipped, 'document')} whose vectors come from "
+            "another model; reindex them, then export again",
+            highlight=False,
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main() -> None:

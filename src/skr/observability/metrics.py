@@ -46,5 +46,12 @@ class Metrics:
             registry=r,
         )
 
+        self.db_pool = Gauge(
+            "skr_db_pool",
+            "PostgreSQL pool statistics (psycopg_pool get_stats: sizes now, counters since start)",
+            ["stat"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from skr.domain.models import (
@@ -15,6 +16,18 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.ports.vectors import Vector
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """One document as stored, for export: its chunks in ordinal order, one vector per
+    chunk (shape ``(len(chunks), dimensions)``), and the model that made the vectors
+    (``None`` when the page has no chunks)."""
+
+    document: Document
+    chunks: list[Chunk]
+    vectors: Vector
+    model_id: str | None
 
 
 class Store(Protocol):
@@ -31,6 +44,10 @@ class Store(Protocol):
         ...
 
     async def list_collections(self, tenant: str) -> list[Collection]: ...
+
+    async def list_all_collections(self) -> list[Collection]:
+        """Every collection of every tenant, ordered by tenant, then name."""
+        ...
 
     async def find_document(self, collection_id: str, url: str) -> Document | None: ...
 
@@ -78,6 +95,11 @@ class Store(Protocol):
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in the order asked; unknown ids are left out."""
+        ...
+
+    def export_documents(self, collection_id: str) -> AsyncIterator[StoredPage]:
+        """Every document of the collection with its chunks and vectors, oldest first,
+        read a batch at a time (never the whole collection at once)."""
         ...
 
     async def ping(self) -> None:

@@ -34,4 +34,7 @@ async def metrics(container: ContainerDep) -> Response:
         container.metrics.job_queue_depth.set(await container.job_queue.depth())
     except SKRError:
         container.metrics.job_queue_depth.set(float("nan"))
+    if container.pool_stats is not None:
+        for name, value in container.pool_stats().items():
+            container.metrics.db_pool.labels(name).set(value)
     return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)
