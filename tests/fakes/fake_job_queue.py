@@ -7,13 +7,8 @@ import uuid
 from datetime import UTC, datetime
 
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.job_control import control_rule
 from skr.domain.models import Job, JobKind, JobStatus
-
-_CONTROL = {
-    "pause": ({JobStatus.QUEUED, JobStatus.RUNNING}, JobStatus.PAUSED),
-    "resume": ({JobStatus.PAUSED}, JobStatus.QUEUED),
-    "cancel": ({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}, JobStatus.CANCELLED),
-}
 
 
 class InMemoryJobQueue:
@@ -94,9 +89,7 @@ class InMemoryJobQueue:
         return job.status
 
     async def control(self, job_id: str, action: str) -> Job:
-        if action not in _CONTROL:
-            raise InvalidInputError(f"unknown job action {action!r}")
-        allowed, target = _CONTROL[action]
+        allowed, target = control_rule(action)
         job = await self.get(job_id)
         if job.status not in allowed:
             raise ConflictError(f"a {job.status} job cannot be {action}d")

@@ -12,13 +12,8 @@ from psycopg.types.json import Jsonb
 
 from skr.adapters.postgres_database import Connection, PostgresDatabase
 from skr.domain.errors import ConflictError, DependencyError, InvalidInputError, NotFoundError
+from skr.domain.job_control import control_rule
 from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
-
-_CONTROL = {
-    "pause": ({JobStatus.QUEUED, JobStatus.RUNNING}, JobStatus.PAUSED),
-    "resume": ({JobStatus.PAUSED}, JobStatus.QUEUED),
-    "cancel": ({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}, JobStatus.CANCELLED),
-}
 
 # Every time comparison uses now(), the database's clock: workers on machines whose
 # clocks disagree still agree on when a lease expires. Inside one transaction now() is
@@ -206,9 +201,7 @@ class PostgresJobQueue:
         return JobStatus(row["status"])
 
     async def control(self, job_id: str, action: str) -> Job:
-        if action not in _CONTROL:
-            raise InvalidInputError(f"unknown job action {action!r}")
-        allowed, target = _CONTROL[action]
+        allowed, target = control_rule(action)
         async with self._connection(transaction=True) as conn:
             cursor = await conn.execute(
                 "SELECT status FROM jobs WHERE id = %(id)s FOR UPDATE", {"id": job_id}

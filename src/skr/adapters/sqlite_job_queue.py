@@ -11,13 +11,8 @@ from datetime import UTC, datetime
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_page_writes import now_text
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from skr.domain.job_control import control_rule
 from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
-
-_CONTROL = {
-    "pause": ({JobStatus.QUEUED, JobStatus.RUNNING}, JobStatus.PAUSED),
-    "resume": ({JobStatus.PAUSED}, JobStatus.QUEUED),
-    "cancel": ({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}, JobStatus.CANCELLED),
-}
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -180,9 +175,7 @@ class SQLiteJobQueue:
         return await self._db.write(run)
 
     async def control(self, job_id: str, action: str) -> Job:
-        if action not in _CONTROL:
-            raise InvalidInputError(f"unknown job action {action!r}")
-        allowed, target = _CONTROL[action]
+        allowed, target = control_rule(action)
 
         def run(conn: sqlite3.Connection) -> Job:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
