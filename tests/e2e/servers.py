@@ -104,7 +104,7 @@ class SkrServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> None:
+    def start(self, timeout: float = 120.0, *, wait_ready: bool = True) -> None:
         log = self._log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "skr", self.command], env=self._env, stdout=log, stderr=log

@@ -127,6 +127,12 @@ def test_cli_ingest_search_ask_jobs(server: SkrServer, site: str, ingested: obje
     assert failed.returncode == 1 and "http" in failed.stderr and "Traceback" not in failed.stderr
 
 
+def test_embedded_refuses_several_api_processes(tmp_path: Path) -> None:
+    result = SkrServer(tmp_path, free_port(), tmp_path / "log", SKR_API_WORKERS="2").cli("serve")
+    assert result.returncode == 1
+    assert "SKR_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_cli_says_when_no_server_runs(tmp_path: Path) -> None:
     nobody = SkrServer(tmp_path, free_port(), tmp_path / "log")
     result = nobody.cli("search", "anything")

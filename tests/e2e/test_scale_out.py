@@ -60,9 +60,9 @@ def test_two_apis_two_workers_survive_a_killed_worker(
 ) -> None:
     migrate(tmp_path, database_url)
     pages = sorted(p.name for p in site_root.glob("*.html"))[:12]
-    apis = [
+    apis = [  # the second runs two uvicorn worker processes behind one port
         process(tmp_path, f"api{i}", "serve", database_url, SKR_RUN_WORKERS="false",
-                SKR_REDIS_URL=REDIS_URL)
+                SKR_REDIS_URL=REDIS_URL, SKR_API_WORKERS=str(i))
         for i in (1, 2)
     ]  # fmt: skip
     workers = [
@@ -81,7 +81,7 @@ def test_two_apis_two_workers_survive_a_killed_worker(
                 ]
                 for page in pages
             ]
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while not any(
                 httpx.get(f"{second.url}/v1/jobs/{j}").json()["status"] == "running" for j in jobs
             ):
@@ -128,6 +128,9 @@ def test_redis_down_still_serves(tmp_path: Path, site_root: Path, database_url: 
             assert ready.status_code == 200
             assert ready.json()["status"] == "degraded"
             assert ready.json()["checks"]["redis"].startswith("degraded")
+            metrics = httpx.get(f"{api.url}/metrics").text
+            assert 'skr_dependency_up{dependency="redis"} 0.0' in metrics
+            assert 'skr_dependency_up{dependency="store"} 1.0' in metrics
         finally:
             api.stop()
 

@@ -64,23 +64,38 @@ def _fail(message: str) -> Any:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="API processes (scale-out only; default SKR_API_WORKERS).")
+    ] = None,
 ) -> None:
     """Run the API server (and, embedded, its background workers)."""
-
     import uvicorn
 
     from skr.entrypoints.api.app import create_app
 
     settings = Settings()
     _configure_logging(settings)
-    if settings.host not in {"127.0.0.1", "localhost", "::1"} and host is None:
-        _err.print(f"warning: listening on {settings.host} with no API keys configured")
+    processes = workers or settings.api_workers
+    listen_host = host or settings.host
+    if listen_host not in {"127.0.0.1", "localhost", "::1"}:
+        _err.print(f"warning: listening on {listen_host} with no API keys configured")
+    common = {
+        "host": listen_host,
+        "port": port or settings.port,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if processes == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    if settings.database_url is None:
+        _fail("several API processes need SKR_DATABASE_URL; the embedded store is one process")
+    # each uvicorn worker process builds its own app (and container) from the environment
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        "skr.entrypoints.api.app:create_app_from_environment",
+        factory=True,
+        workers=processes,
+        **common,  # type: ignore[arg-type]
     )
 
 

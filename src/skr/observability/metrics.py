@@ -53,5 +53,12 @@ class Metrics:
             registry=r,
         )
 
+        self.dependency_up = Gauge(
+            "skr_dependency_up",
+            "1 when the dependency answered the last readiness check (store, redis)",
+            ["dependency"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -34,6 +34,9 @@ async def metrics(container: ContainerDep) -> Response:
         container.metrics.job_queue_depth.set(await container.job_queue.depth())
     except SKRError:
         container.metrics.job_queue_depth.set(float("nan"))
+    report = await container.readiness.report()
+    for name, state in report.checks.items():
+        container.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
     if container.pool_stats is not None:
         for name, value in container.pool_stats().items():
             container.metrics.db_pool.labels(name).set(value)
