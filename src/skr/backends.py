@@ -1,5 +1,5 @@
-"""The two ways to run, as factories the container picks from the settings:
-embedded (SQLite + local HNSW + in-memory cache) and scale-out (PostgreSQL + Redis)."""
+"""The two ways to run, as factories the container picks from the settings: embedded
+(SQLite + local HNSW + in-memory cache and job events) and scale-out (PostgreSQL + Redis)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_job_queue import SQLiteJobQueue
 from skr.adapters.sqlite_store import SQLiteStore
@@ -20,6 +21,7 @@ from skr.domain.errors import DependencyError
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
+from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
 from skr.settings import Settings
@@ -34,6 +36,7 @@ class Backend:
     store: Store
     job_queue: JobQueue
     cache: Cache
+    job_events: JobEvents
     checks: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     pool_stats: Callable[[], Mapping[str, int]] | None = None
@@ -61,6 +64,7 @@ async def embedded_backend(
         store=store,
         job_queue=SQLiteJobQueue(database, max_attempts=settings.job_max_attempts),
         cache=MemoryCache(settings.cache_max_entries),
+        job_events=MemoryJobEvents(),
         background=[save_indexes_periodically],
     )
 
@@ -98,6 +102,9 @@ async def scale_out_backend(
         store=store,
         job_queue=PostgresJobQueue(database, max_attempts=settings.job_max_attempts),
         cache=MemoryCache(settings.cache_max_entries),
+        # Without Redis, events reach only this process's watchers; the API and the
+        # workers are separate processes, so watchers fall back to re-reading the job.
+        job_events=MemoryJobEvents(),
         pool_stats=database.pool.get_stats,
     )
     if settings.redis_url is not None:
@@ -154,6 +161,7 @@ async def open_store(settings: Settings, *, model_id: str, dimensions: int) -> A
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:
     from skr.adapters.redis_cache import RedisCache
+    from skr.adapters.redis_job_events import RedisJobEvents
     from skr.adapters.resilient_cache import ResilientCache
 
     assert settings.redis_url is not None
@@ -162,6 +170,10 @@ async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack
     stack.push_async_callback(redis.aclose)
     cache = ResilientCache(redis)
     backend.cache = cache
+    events = RedisJobEvents(settings.redis_url)
+    await events.start()
+    stack.push_async_callback(events.aclose)
+    backend.job_events = events
 
     async def redis_state() -> str:
         return "degraded: Redis unreachable, serving without it" if cache.degraded else "ok"

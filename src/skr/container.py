@@ -19,6 +19,7 @@ from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
 from skr.ports.fetcher import Fetcher
 from skr.ports.generator import Generator
+from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
 from skr.services.ask import AskService
@@ -35,6 +36,7 @@ class Container:
     settings: Settings
     store: Store
     job_queue: JobQueue
+    job_events: JobEvents
     cache: Cache
     embedder: Embedder
     fetcher: Fetcher
@@ -127,14 +129,16 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
                 poll_seconds=settings.job_poll_seconds,
             ),
             on_page=_page_counter(metrics),
+            events=backend.job_events,
         )
         readiness = ReadinessCheck(
             store=store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
         )
         container = Container(
-            settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
-            fetcher=fetcher, generator=generator, metrics=metrics, readiness=readiness,
-            pool_stats=backend.pool_stats, ingest=ingest, search=search, ask=ask, worker=worker,
+            settings=settings, store=store, job_queue=queue, job_events=backend.job_events,
+            cache=cache, embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
+            readiness=readiness, pool_stats=backend.pool_stats, ingest=ingest, search=search,
+            ask=ask, worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             for task in backend.background:

@@ -1,8 +1,10 @@
 """Scale-out end to end: API and worker processes sharing one PostgreSQL and Redis on
-loopback; a worker killed mid-way; Redis gone; PostgreSQL gone and back."""
+loopback; a worker killed mid-way; job events across processes; Redis gone; PostgreSQL
+gone and back."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ import httpx
 import psycopg
 import pytest
 
+from skr.entrypoints.job_watch import sse_events
 from tests.contract.store_fixtures import POSTGRES_URL
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site, write_fallback_site
 from tests.e2e.tcp_proxy import TcpProxy
@@ -110,6 +113,46 @@ def test_two_apis_two_workers_survive_a_killed_worker(
     assert docs == (len(pages), len(pages))
 
 
+def job_event_statuses(base: str, job_id: str, timeout: float = 60) -> list[str]:
+    """The statuses of every `event: job` of the job's event stream, read until the server
+    ends it; a stream that outlives ``timeout`` fails the test."""
+    statuses = []
+    deadline = time.monotonic() + timeout
+    with httpx.stream("GET", f"{base}/v1/jobs/{job_id}/events", timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for event, data in sse_events(response.iter_lines()):
+            assert time.monotonic() < deadline, f"the stream did not end: {statuses}"
+            if event == "job":
+                statuses.append(json.loads(data)["status"])
+    return statuses
+
+
+def test_job_events_reach_an_api_process_the_job_never_touched(
+    tmp_path: Path, site_root: Path, database_url: str
+) -> None:
+    migrate(tmp_path, database_url)
+    apis = [
+        process(tmp_path, f"api{i}", "serve", database_url, SKR_RUN_WORKERS="false",
+                SKR_REDIS_URL=REDIS_URL)
+        for i in (1, 2)
+    ]  # fmt: skip
+    worker = process(tmp_path, "worker", "worker", database_url, SKR_REDIS_URL=REDIS_URL)
+    with static_site(site_root, delay_seconds=1.0) as (base, _):
+        for p in [*apis, worker]:
+            p.start()
+        try:
+            first, second = apis
+            accepted = httpx.post(f"{first.url}/v1/ingest", json={"url": f"{base}/blueprints.html"})
+            statuses = job_event_statuses(second.url, accepted.json()["job_id"])
+        finally:
+            for p in [*apis, worker]:
+                p.stop()
+    assert statuses[-1] == "succeeded"
+    order = ["queued", "running", "succeeded"]
+    assert [order.index(s) for s in statuses] == sorted(order.index(s) for s in statuses)
+
+
 def test_redis_down_still_serves(tmp_path: Path, site_root: Path, database_url: str) -> None:
     migrate(tmp_path, database_url)
     closed = f"redis://127.0.0.1:{free_port()}/0"
@@ -118,6 +161,8 @@ def test_redis_down_still_serves(tmp_path: Path, site_root: Path, database_url: 
         api.start()
         try:
             job = httpx.post(f"{api.url}/v1/ingest", json={"url": f"{base}/blueprints.html"})
+            # no events through a dead Redis: the stream re-reads the job on its timer
+            assert job_event_statuses(api.url, job.json()["job_id"])[-1] == "succeeded"
             assert wait_for_job(api.url, job.json()["job_id"])["status"] == "succeeded"
             for _ in range(3):
                 search = httpx.get(f"{api.url}/v1/search", params={"q": "blueprint"})

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 
 from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.container import Container
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.observability.metrics import Metrics
@@ -25,11 +26,12 @@ from tests.fakes.fake_store import InMemoryStore
 
 
 def fake_container_factory(
-    pages: dict[str, str], generator: Generator | None = None
+    pages: dict[str, str], generator: Generator | None = None, *, run_worker: bool = True
 ) -> Callable[[Settings], AbstractAsyncContextManager[Container]]:
     @asynccontextmanager
     async def factory(settings: Settings) -> AsyncIterator[Container]:
         store, queue, cache = InMemoryStore(), InMemoryJobQueue(), MemoryCache(1000)
+        events = MemoryJobEvents()
         embedder, fetcher, metrics = FakeEmbedder(), DictFetcher(pages), Metrics()
         await store.ensure_collection(DEFAULT_COLLECTION, DEFAULT_TENANT)
         ingest = IngestService(
@@ -43,15 +45,17 @@ def fake_container_factory(
             queue=queue,
             ingest=ingest,
             options=WorkerOptions(concurrency=1, lease_seconds=5, poll_seconds=0.01),
+            events=events,
         )
         container = Container(
-            settings=settings, store=store, job_queue=queue, cache=cache, embedder=embedder,
-            fetcher=fetcher, generator=generator, metrics=metrics,
+            settings=settings, store=store, job_queue=queue, job_events=events, cache=cache,
+            embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=ReadinessCheck(store=store, ttl_seconds=1), pool_stats=None, ingest=ingest,
             search=search, ask=AskService(search=search, generator=generator), worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
-            group.start_soon(worker.run)
+            if run_worker:
+                group.start_soon(worker.run)
             yield container
             group.cancel_scope.cancel()
 

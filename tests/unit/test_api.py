@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -84,6 +87,39 @@ def test_ask_streams_events(client: TestClient) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         body = "".join(response.iter_text())
     assert "event: token" in body and "event: answer" in body and body.endswith("data: {}\n\n")
+
+
+def sse_jobs(body: str) -> list[dict[str, Any]]:
+    """The JSON of every ``event: job`` in a text/event-stream body."""
+    jobs = []
+    for block in body.split("\n\n"):
+        lines = block.splitlines()
+        if "event: job" in lines:
+            data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+            jobs.append(json.loads("\n".join(data)))
+    return jobs
+
+
+def test_job_events_stream_until_the_job_succeeds(client: TestClient) -> None:
+    job_id = client.post("/v1/ingest", json={"url": URL}).json()["job_id"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = "".join(response.iter_text())
+    jobs = sse_jobs(body)
+    assert jobs and jobs[-1]["status"] == "succeeded"
+    assert [j["id"] for j in jobs] == [job_id] * len(jobs)
+    assert jobs[-1] == client.get(f"/v1/jobs/{job_id}").json()  # the same schema and values
+    for before, after in itertools.pairwise(jobs):
+        for name, count in before["counters"].items():
+            assert after["counters"][name] >= count
+    # a finished job: one event, then the stream ends
+    again = sse_jobs(client.get(f"/v1/jobs/{job_id}/events").text)
+    assert [j["status"] for j in again] == ["succeeded"]
+
+
+def test_job_events_of_an_unknown_job_are_a_404(client: TestClient) -> None:
+    assert_problem(client.get("/v1/jobs/unknown/events"), 404, "unknown")
 
 
 def test_collections(client: TestClient) -> None:

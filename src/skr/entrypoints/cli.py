@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from skr.entrypoints.job_watch import follow_job_events, poll_job
 from skr.settings import Settings
 
 app = typer.Typer(
@@ -37,11 +37,11 @@ class _Client:
 
     def __init__(self, api_url: str | None) -> None:
         self.base = (api_url or Settings().api_url).rstrip("/")
-        self._http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(60.0, connect=3.0))
+        self.http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(60.0, connect=3.0))
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
             _fail(f"no SKR server answers at {self.base}; start one with `skr serve`")
         except httpx.TimeoutException:
@@ -118,17 +118,20 @@ def ingest(
 
 
 def _wait_for_job(client: _Client, job_id: str) -> None:
+    """Show the job's progress live (its event stream, or polling if that fails)."""
     with _out.status("waiting…") as status:
-        while True:
-            job = client.call("GET", f"/v1/jobs/{job_id}")
+
+        def show(job: dict[str, Any]) -> None:
             c = job["counters"]
             status.update(
                 f"{job['status']}: fetched {c['fetched']}, indexed {c['indexed']}, "
                 f"unchanged {c['unchanged']}, failed {c['failed']}"
             )
-            if job["status"] in {"succeeded", "failed", "cancelled"}:
-                break
-            time.sleep(0.5)
+
+        job = follow_job_events(client.http, job_id, show) or poll_job(
+            lambda: client.call("GET", f"/v1/jobs/{job_id}"), show
+        )
+    c = job["counters"]
     for error in job["errors"]:
         _err.print(f"  {error['url']}: {error['reason']}", highlight=False)
     if job["status"] != "succeeded":

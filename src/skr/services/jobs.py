@@ -1,11 +1,11 @@
-"""Running jobs: submission, and the worker loop that leases, runs and finishes them."""
+"""Running jobs: the worker loop that leases, runs and finishes them, and watching one live."""
 
 from __future__ import annotations
 
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,6 +13,7 @@ import anyio
 
 from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRError
 from skr.domain.models import Job, JobError, JobKind, JobStatus
+from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
 
@@ -38,11 +39,13 @@ class JobWorker:
         ingest: IngestService,
         options: WorkerOptions,
         on_page: Callable[[PageOutcome | None], None] | None = None,
+        events: JobEvents | None = None,
     ) -> None:
         self._queue = queue
         self._ingest = ingest
         self._options = options
         self._on_page = on_page
+        self._events = events
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
 
     async def run(self) -> None:
@@ -72,6 +75,7 @@ class JobWorker:
         stopped_by: JobStatus | None = None
         status: JobStatus = JobStatus.FAILED
         reason: str | None = "stopped"
+        await self._changed(job.id)  # leased: it is running now
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
@@ -102,8 +106,15 @@ class JobWorker:
             delay = self._backoff(job.attempts)
             logger.warning("job %s will be retried in %.0f s: %s", job.id, delay, reason)
             await self._queue.retry_later(job.id, self.owner, reason, delay)
+            await self._changed(job.id)
             return
         await self._queue.finish(job.id, self.owner, status, reason)
+        await self._changed(job.id)
+
+    async def _changed(self, job_id: str) -> None:
+        """Wake the job's watchers; they read the job again from the queue."""
+        if self._events is not None:
+            await self._events.publish(job_id)
 
     def _backoff(self, attempts: int) -> float:
         """Exponential backoff with full jitter, capped."""
@@ -134,6 +145,7 @@ class JobWorker:
         else:
             job.counters.unchanged = 1
         await self._queue.save_progress(job)
+        await self._changed(job.id)
         if self._on_page is not None:
             self._on_page(outcome)
         return JobStatus.SUCCEEDED, None
@@ -142,9 +154,49 @@ class JobWorker:
         job.counters.failed += 1
         job.errors.append(JobError(job.url, reason))
         await self._queue.save_progress(job)
+        await self._changed(job.id)
         if self._on_page is not None:
             self._on_page(None)
         return JobStatus.FAILED, reason
+
+
+async def watch_job(
+    queue: JobQueue, events: JobEvents, job_id: str, *, poll_seconds: float, max_seconds: float
+) -> AsyncGenerator[Job | None, None]:
+    """The job now, then again each time it changes, until it is in a final status or
+    ``max_seconds`` pass. Changes are noticed when ``events`` wakes the watcher, or at the
+    latest ``poll_seconds`` later by reading the job again (events may be lost, or come
+    from another process with no shared transport). Between changes it yields ``None``
+    at least every ``poll_seconds``, so the caller can keep a connection alive.
+    ``NotFoundError`` for an unknown id, before anything is yielded."""
+    deadline = anyio.current_time() + max_seconds
+    async with events.listen(job_id) as listener:
+        job = await queue.get(job_id)  # read after listening: no change falls in between
+        # judged on what was read, not on ``job``, which a queue may share and update
+        seen, final = _fingerprint(job), job.status.is_final
+        yield job
+        while not final:
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                return
+            await listener.wait(min(poll_seconds, left))
+            try:
+                latest = await queue.get(job_id)
+            except DependencyError as exc:
+                logger.warning("watching job %s: %s; trying again", job_id, exc.detail)
+                yield None
+                continue
+            if _fingerprint(latest) == seen:
+                yield None
+                continue
+            seen, final = _fingerprint(latest), latest.status.is_final
+            yield latest
+
+
+def _fingerprint(job: Job) -> tuple[object, ...]:
+    """What a watcher sees change; not rates, which move with the clock alone."""
+    counters = tuple(job.counters.as_dict().values())
+    return (job.status, counters, len(job.errors), job.reason, job.attempts, job.finished_at)
 
 
 def job_rate(job: Job) -> tuple[float | None, float | None]:

@@ -1,10 +1,14 @@
-"""Routes that start and control background work: ingest and jobs."""
+"""Routes that start, control and follow background work: ingest and jobs."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+import anyio
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import Job, JobKind
@@ -18,9 +22,16 @@ from skr.entrypoints.api.schemas import (
     JobsPage,
 )
 from skr.services.collections import resolve_collection
-from skr.services.jobs import job_rate
+from skr.services.jobs import job_rate, watch_job
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+# A watcher re-reads its job at least this often, whatever the events do.
+EVENTS_POLL_SECONDS = 2.0
+# A comment line this often keeps proxies from closing a quiet stream.
+EVENTS_KEEP_ALIVE_SECONDS = 15.0
+# No stream lives longer; a client that still cares opens another.
+EVENTS_MAX_SECONDS = 3600.0
 
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -75,6 +86,46 @@ async def get_job(job_id: JobId, container: ContainerDep) -> JobRead:
     return job_read(await container.job_queue.get(job_id))
 
 
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+async def job_events(job_id: JobId, request: Request, container: ContainerDep) -> StreamingResponse:
+    """The job live, as server-sent events: an `event: job` with the job (as `GET
+    /v1/jobs/{id}` shows it) now and after each change, a `: keep-alive` comment every
+    15 s, and the end of the stream after the job reaches a final status."""
+    await container.job_queue.get(job_id)  # an unknown id is a 404 before the stream starts
+    snapshots = watch_job(
+        container.job_queue, container.job_events, job_id,
+        poll_seconds=EVENTS_POLL_SECONDS, max_seconds=EVENTS_MAX_SECONDS,
+    )  # fmt: skip
+    return StreamingResponse(
+        _job_event_stream(request, snapshots),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _job_event_stream(
+    request: Request, snapshots: AsyncGenerator[Job | None, None]
+) -> AsyncIterator[str]:
+    last_sent = anyio.current_time()
+    async with aclosing(snapshots):
+        async for job in snapshots:
+            now = anyio.current_time()
+            if job is not None:  # shown at once: a queue may share the object it returned
+                yield f"event: job\ndata: {job_read(job).model_dump_json()}\n\n"
+                last_sent = now
+            elif now - last_sent >= EVENTS_KEEP_ALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                last_sent = now
+            # Starlette stops the stream on a disconnect under ASGI < 2.4; this check
+            # bounds it to one poll interval on servers that leave that to the app.
+            if await request.is_disconnected():
+                return
+
+
 @router.post("/jobs/{job_id}/{action}", response_model=JobRead)
 async def control_job(
     job_id: JobId,
@@ -82,4 +133,6 @@ async def control_job(
     container: ContainerDep,
 ) -> JobRead:
     """Pause, resume or cancel a job."""
-    return job_read(await container.job_queue.control(job_id, action))
+    job = await container.job_queue.control(job_id, action)
+    await container.job_events.publish(job.id)
+    return job_read(job)
