@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -17,7 +17,7 @@ from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_job_queue import SQLiteJobQueue
 from skr.adapters.sqlite_store import SQLiteStore
-from skr.domain.errors import DependencyError
+from skr.domain.errors import DependencyError, OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
@@ -25,6 +25,9 @@ from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
 from skr.settings import Settings
+
+if TYPE_CHECKING:
+    from skr.adapters.postgres_database import PostgresDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +45,61 @@ class Backend:
     pool_stats: Callable[[], Mapping[str, int]] | None = None
 
 
+async def _open_sqlite(
+    settings: Settings, stack: AsyncExitStack, *, model_id: str, dimensions: int
+) -> tuple[SQLiteStore, SQLiteDatabase]:
+    """The SQLite store with its vector indexes loaded (saved again when the stack closes)."""
+    database = SQLiteDatabase(settings.sqlite_path)
+    try:
+        await anyio.to_thread.run_sync(database.open)
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        raise DependencyError(f"cannot open {settings.sqlite_path}: {exc}") from exc
+    stack.callback(database.close)
+    store = SQLiteStore(database, settings.index_dir, model_id=model_id, dimensions=dimensions)
+    await store.load_indexes()
+    stack.push_async_callback(store.save_indexes)
+    return store, database
+
+
+async def _open_postgres(
+    settings: Settings, stack: AsyncExitStack, *, max_size: int, wait_for_server: bool
+) -> PostgresDatabase:
+    """The pool, once the schema is the one this SKR needs. With ``wait_for_server`` off,
+    an unreachable server is not an error: the process starts unready and recovers."""
+    from skr.adapters.postgres_database import PostgresDatabase
+    from skr.adapters.postgres_migrations import SCHEMA_VERSION, schema_version
+
+    assert settings.database_url is not None
+    database = PostgresDatabase(
+        settings.database_url,
+        min_size=min(settings.db_pool_min_size, max_size),
+        max_size=max_size,
+        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+    )
+    await database.open()
+    stack.push_async_callback(database.close)
+    try:
+        async with database.connection() as conn:
+            version = await schema_version(conn)
+    except (DependencyError, OverloadedError) as exc:
+        if wait_for_server:
+            raise DependencyError(f"PostgreSQL is unreachable: {exc.detail}") from exc
+        logger.warning("PostgreSQL is not reachable yet; serving unready until it is")
+        version = SCHEMA_VERSION
+    if version != SCHEMA_VERSION:
+        raise DependencyError(
+            f"the database schema is at version {version}, this SKR needs {SCHEMA_VERSION}: "
+            "run `skr migrate`"
+        )
+    return database
+
+
 async def embedded_backend(
     settings: Settings, embedder: Embedder, stack: AsyncExitStack
 ) -> Backend:
-    database = SQLiteDatabase(settings.sqlite_path)
-    await anyio.to_thread.run_sync(database.open)
-    stack.callback(database.close)
-    store = SQLiteStore(
-        database, settings.index_dir, model_id=embedder.model_id, dimensions=embedder.dimensions
+    store, database = await _open_sqlite(
+        settings, stack, model_id=embedder.model_id, dimensions=embedder.dimensions
     )
-    await store.load_indexes()
-    stack.push_async_callback(store.save_indexes)
     await store.ensure_collection(DEFAULT_COLLECTION, DEFAULT_TENANT)
 
     async def save_indexes_periodically() -> None:
@@ -72,31 +119,12 @@ async def embedded_backend(
 async def scale_out_backend(
     settings: Settings, embedder: Embedder, stack: AsyncExitStack
 ) -> Backend:
-    from skr.adapters.postgres_database import PostgresDatabase
     from skr.adapters.postgres_job_queue import PostgresJobQueue
-    from skr.adapters.postgres_migrations import SCHEMA_VERSION, schema_version
     from skr.adapters.postgres_store import PostgresStore
 
-    assert settings.database_url is not None
-    database = PostgresDatabase(
-        settings.database_url,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+    database = await _open_postgres(
+        settings, stack, max_size=settings.db_pool_max_size, wait_for_server=False
     )
-    await database.open()
-    stack.push_async_callback(database.close)
-    try:
-        async with database.connection() as conn:
-            version = await schema_version(conn)
-    except DependencyError:
-        logger.warning("PostgreSQL is not reachable yet; serving unready until it is")
-        version = SCHEMA_VERSION
-    if version != SCHEMA_VERSION:
-        raise DependencyError(
-            f"the database schema is at version {version}, this SKR needs {SCHEMA_VERSION}: "
-            "run `skr migrate`"
-        )
     store = PostgresStore(database, model_id=embedder.model_id, dimensions=embedder.dimensions)
     backend = Backend(
         store=store,
@@ -119,44 +147,15 @@ async def open_store(settings: Settings, *, model_id: str, dimensions: int) -> A
     again on exit, or PostgreSQL once it answers with the schema this SKR needs."""
     async with AsyncExitStack() as stack:
         if settings.database_url is None:
-            database = SQLiteDatabase(settings.sqlite_path)
-            try:
-                await anyio.to_thread.run_sync(database.open)
-            except (sqlite3.Error, OSError, RuntimeError) as exc:
-                raise DependencyError(f"cannot open {settings.sqlite_path}: {exc}") from exc
-            stack.callback(database.close)
-            sqlite = SQLiteStore(
-                database, settings.index_dir, model_id=model_id, dimensions=dimensions
+            sqlite, _ = await _open_sqlite(
+                settings, stack, model_id=model_id, dimensions=dimensions
             )
-            await sqlite.load_indexes()
-            stack.push_async_callback(sqlite.save_indexes)
             yield sqlite
             return
-        import psycopg
-
-        from skr.adapters.postgres_database import PostgresDatabase
-        from skr.adapters.postgres_migrations import SCHEMA_VERSION, schema_version
         from skr.adapters.postgres_store import PostgresStore
 
-        timeout = max(1, round(settings.db_pool_timeout_seconds))
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                settings.database_url, connect_timeout=timeout
-            ) as conn:
-                version = await schema_version(conn)
-        except psycopg.Error as exc:
-            raise DependencyError(f"PostgreSQL is unreachable: {exc}") from exc
-        if version != SCHEMA_VERSION:
-            raise DependencyError(
-                f"the database schema is at version {version}, this SKR needs "
-                f"{SCHEMA_VERSION}: run `skr migrate`"
-            )
-        database_pg = PostgresDatabase(
-            settings.database_url, max_size=2, pool_timeout_seconds=settings.db_pool_timeout_seconds
-        )
-        await database_pg.open()
-        stack.push_async_callback(database_pg.close)
-        yield PostgresStore(database_pg, model_id=model_id, dimensions=dimensions)
+        database = await _open_postgres(settings, stack, max_size=2, wait_for_server=True)
+        yield PostgresStore(database, model_id=model_id, dimensions=dimensions)
 
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:

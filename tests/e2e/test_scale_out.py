@@ -211,3 +211,27 @@ def test_postgres_down_fails_fast_and_recovers(
             assert httpx.get(f"{api.url}/v1/search", params={"q": "x"}).status_code == 200
         finally:
             api.stop()
+
+
+def test_starts_while_postgres_is_down_and_becomes_ready(tmp_path: Path, database_url: str) -> None:
+    migrate(tmp_path, database_url)
+    with TcpProxy(5432) as proxy:
+        proxy.cut()
+        proxied = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        api = process(
+            tmp_path, "api", "serve", proxied, SKR_DB_POOL_TIMEOUT_SECONDS="1",
+            SKR_READINESS_CACHE_SECONDS="0.5",
+        )  # fmt: skip
+        api.start(wait_ready=False)
+        try:
+            assert httpx.get(f"{api.url}/livez").status_code == 200
+            assert httpx.get(f"{api.url}/readyz", timeout=10).status_code == 503
+            proxy.restore()
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{api.url}/readyz", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "did not become ready"
+                time.sleep(0.5)
+            search = httpx.get(f"{api.url}/v1/search", params={"q": "anything"})
+            assert search.status_code == 200
+        finally:
+            api.stop()
