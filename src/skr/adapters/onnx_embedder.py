@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import importlib
 import inspect
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
+from skr.adapters.priority_worker import BULK, INTERACTIVE, PriorityWorker
 from skr.domain.errors import DependencyError
 from skr.ports.vectors import Vector
 
+T = TypeVar("T")
+
+_INTERACTIVE_TEXTS = 4
 MODEL_ID = "all-MiniLM-L6-v2/onnx-int8"
 DIMENSIONS = 384
 MAX_LENGTH = 256
@@ -195,7 +199,7 @@ class OnnxMiniLMEmbedder:
         self._tokenizer_path = tokenizer_path
         self._tokenizer: MiniLMTokenizer | None = None
         self._session: Any = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._worker: PriorityWorker | None = None
         self._feeds_token_types = False
         self._output_name = "last_hidden_state"
         self._errors: tuple[type[BaseException], ...] = ()
@@ -211,7 +215,7 @@ class OnnxMiniLMEmbedder:
 
     def load(self) -> None:
         """Read the tokenizer and the model and run one warm-up batch. Idempotent; blocking."""
-        if self._executor is not None:
+        if self._worker is not None:
             return
         tokenizer = MiniLMTokenizer.from_file(self._tokenizer_path or bundled_tokenizer_path())
         session = _open_session(self._model_path or bundled_onnx_path(), self._threads)
@@ -227,13 +231,13 @@ class OnnxMiniLMEmbedder:
         warm = self._embed_batch(tokenizer.encode_for_model(["warm up"]))
         if warm.shape != (1, DIMENSIONS):
             raise DependencyError(f"the embedding model gives shape {warm.shape[1:]}, not 384")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skr-embed")
+        self._worker = PriorityWorker("skr-embed")
 
     def close(self) -> None:
         """Stop the worker thread (after the batch in flight) and drop the model."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._executor = None
+        if self._worker is not None:
+            self._worker.shutdown()
+        self._worker = None
         self._session = None
 
     @property
@@ -261,16 +265,21 @@ class OnnxMiniLMEmbedder:
         """Unit vectors in input order; batches are formed from texts of similar length."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        executor = self._require_executor()
-        loop = asyncio.get_running_loop()
-        encoded = await loop.run_in_executor(executor, self.tokenizer.encode_for_model, texts)
+        worker = self._require_worker()
+        # a few texts are a query someone waits for; more are an ingest's chunks
+        priority = INTERACTIVE if len(texts) <= _INTERACTIVE_TEXTS else BULK
+
+        async def run(fn: Callable[[], T]) -> T:
+            return await asyncio.wrap_future(worker.submit(priority, fn))
+
+        encoded = await run(functools.partial(self.tokenizer.encode_for_model, texts))
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
         vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
         for rows in self._batches(order, [len(e) for e in encoded]):
             batch = [encoded[row] for row in rows]
-            vectors[rows] = await loop.run_in_executor(executor, self._embed_batch, batch)
-        if len(texts) > 1:
-            await loop.run_in_executor(executor, _release_free_heap)
+            vectors[rows] = await run(functools.partial(self._embed_batch, batch))
+        if priority == BULK:
+            await run(_release_free_heap)
         return vectors
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
@@ -292,10 +301,10 @@ class OnnxMiniLMEmbedder:
             batches.append(current)
         return batches
 
-    def _require_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+    def _require_worker(self) -> PriorityWorker:
+        if self._worker is None:
             raise RuntimeError("the embedder is not loaded, or was closed")
-        return self._executor
+        return self._worker
 
     def _embed_batch(self, batch: Sequence[TokenIds]) -> Vector:
         input_ids, attention_mask = pad_batch(batch)

@@ -1,0 +1,55 @@
+"""One thread that runs submitted calls most urgent first, then in submission order.
+
+The embedding model runs on a single thread. With a plain FIFO executor, a query's
+embedding would wait behind every batch an ingest had already queued; here a query
+(priority 0) waits at most for the batch in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+INTERACTIVE = 0
+BULK = 1
+
+_Item = tuple[int, int, Callable[[], Any] | None, "Future[Any] | None"]
+
+
+class PriorityWorker:
+    def __init__(self, name: str) -> None:
+        self._queue: queue.PriorityQueue[_Item] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((priority, next(self._order), fn, future))
+        return future
+
+    def shutdown(self) -> None:
+        """Finish what was submitted, then stop the thread."""
+        self._queue.put((sys.maxsize, next(self._order), None, None))
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            _, _, fn, future = self._queue.get()
+            if fn is None or future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
