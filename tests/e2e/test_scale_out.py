@@ -23,6 +23,11 @@ from tests.e2e.test_end_to_end import wait_for_job
 pytestmark = pytest.mark.slow
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+MULTI_PROCESS_PAGES = [
+    "appcontext.html", "async-await.html", "blueprints.html", "cli.html", "config.html",
+    "debugging.html", "design.html", "errorhandling.html", "extensiondev.html",
+    "extensions.html", "installation.html", "logging.html",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,11 @@ def test_two_apis_two_workers_survive_a_killed_worker(
     tmp_path: Path, site_root: Path, database_url: str
 ) -> None:
     migrate(tmp_path, database_url)
-    pages = sorted(p.name for p in site_root.glob("*.html"))[:12]
+    # ordinary pages; the 900 KB API reference alone takes a minute to embed on a busy
+    # two-core machine and tests nothing more
+    pages = [p for p in MULTI_PROCESS_PAGES if (site_root / p).is_file()] or sorted(
+        p.name for p in site_root.glob("*.html")
+    )
     apis = [  # the second runs two uvicorn worker processes behind one port
         process(tmp_path, f"api{i}", "serve", database_url, SKR_RUN_WORKERS="false",
                 SKR_REDIS_URL=REDIS_URL, SKR_API_WORKERS=str(i))
@@ -91,7 +100,7 @@ def test_two_apis_two_workers_survive_a_killed_worker(
                 assert time.monotonic() < deadline, "no job started"
                 time.sleep(0.05)
             workers[0].kill()  # SIGKILL in the middle of the work
-            finished = [wait_for_job(second.url, j, timeout=90) for j in jobs]
+            finished = [wait_for_job(second.url, j, timeout=180) for j in jobs]
             assert [f["status"] for f in finished] == ["succeeded"] * len(pages)
             documents = httpx.get(f"{second.url}/v1/documents", params={"limit": 100}).json()
             urls = sorted(d["url"] for d in documents["documents"])

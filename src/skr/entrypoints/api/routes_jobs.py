@@ -7,7 +7,7 @@ from contextlib import aclosing
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from skr.domain.errors import InvalidInputError
@@ -91,7 +91,7 @@ async def get_job(job_id: JobId, container: ContainerDep) -> JobRead:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
 )
-async def job_events(job_id: JobId, request: Request, container: ContainerDep) -> StreamingResponse:
+async def job_events(job_id: JobId, container: ContainerDep) -> StreamingResponse:
     """The job live, as server-sent events: an `event: job` with the job (as `GET
     /v1/jobs/{id}` shows it) now and after each change, a `: keep-alive` comment every
     15 s, and the end of the stream after the job reaches a final status."""
@@ -101,15 +101,17 @@ async def job_events(job_id: JobId, request: Request, container: ContainerDep) -
         poll_seconds=EVENTS_POLL_SECONDS, max_seconds=EVENTS_MAX_SECONDS,
     )  # fmt: skip
     return StreamingResponse(
-        _job_event_stream(request, snapshots),
+        _job_event_stream(snapshots),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _job_event_stream(
-    request: Request, snapshots: AsyncGenerator[Job | None, None]
-) -> AsyncIterator[str]:
+async def _job_event_stream(snapshots: AsyncGenerator[Job | None, None]) -> AsyncIterator[str]:
+    """Starlette cancels this stream when the client goes (it listens for the disconnect
+    itself); a second reader of ``receive`` here raced with it and ended live streams.
+    Where a server leaves disconnects to the app, the next send (at most a keep-alive
+    later) fails and ends it."""
     last_sent = anyio.current_time()
     async with aclosing(snapshots):
         async for job in snapshots:
@@ -120,10 +122,6 @@ async def _job_event_stream(
             elif now - last_sent >= EVENTS_KEEP_ALIVE_SECONDS:
                 yield ": keep-alive\n\n"
                 last_sent = now
-            # Starlette stops the stream on a disconnect under ASGI < 2.4; this check
-            # bounds it to one poll interval on servers that leave that to the app.
-            if await request.is_disconnected():
-                return
 
 
 @router.post("/jobs/{job_id}/{action}", response_model=JobRead)
