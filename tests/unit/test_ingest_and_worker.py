@@ -1,16 +1,17 @@
-"""Ingest and the job worker on fakes: unchanged pages, replaced pages, failures, leases."""
+"""Ingest and the job worker on fakes: pages and texts, unchanged, replaced, failures, leases."""
 
 from __future__ import annotations
 
 import time
 
 import anyio
+import numpy as np
 import pytest
 
 from skr.adapters.memory_cache import MemoryCache
-from skr.domain.errors import DependencyError, FetchError
+from skr.domain.errors import DependencyError, FetchError, InvalidInputError
 from skr.domain.models import JobKind, JobStatus
-from skr.services.ingest import IngestService, PageOutcomeKind
+from skr.services.ingest import IngestService, PageOutcomeKind, TextDocument
 from skr.services.jobs import JobWorker, WorkerOptions
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher
@@ -158,3 +159,99 @@ async def test_transient_failure_is_retried_with_backoff_not_failed() -> None:
     assert waiting.status is JobStatus.QUEUED
     assert waiting.reason == "the SQLite store failed: disk I/O error"
     assert queue.not_before[job.id] > time.time()  # backing off, not hammering
+
+
+def text_service(max_tokens: int = 64) -> tuple[IngestService, InMemoryStore, FakeEmbedder]:
+    store, embedder = InMemoryStore(), FakeEmbedder()
+    service = IngestService(
+        fetcher=DictFetcher({}), store=store, embedder=embedder, cache=MemoryCache(10),
+        max_tokens=max_tokens,
+    )  # fmt: skip
+    return service, store, embedder
+
+
+ABSTRACT = (
+    "Blueprints organise related views.\n\nThey are registered with the application "
+    "using register_blueprint.\n   \nEach blueprint can carry its own templates."
+)
+
+
+async def test_text_goes_through_the_page_path_under_its_source_id() -> None:
+    service, store, embedder = text_service(max_tokens=12)
+    collection = await store.ensure_collection("default", "t")
+    outcome = await service.ingest_text(
+        source_id="beir://docs/7", title="Blueprints  guide", text=ABSTRACT,
+        collection_id=collection.id,
+    )  # fmt: skip
+    assert outcome.kind is PageOutcomeKind.INDEXED and outcome.document is not None
+    assert outcome.document.url == outcome.document.final_url == "beir://docs/7"
+    assert outcome.document.title == "Blueprints guide"
+    chunks = sorted((c for c, _ in store.chunks.values()), key=lambda c: c.ordinal)
+    assert outcome.chunks == len(chunks) == 3  # one paragraph each at this budget
+    assert chunks[1].text == "They are registered with the application using register_blueprint."
+    # embedded exactly as a page's chunk: title, then the text
+    _, vector = store.chunks[chunks[0].id]
+    assert np.allclose(vector, embedder.vector(f"Blueprints guide\n{chunks[0].text}"))
+    assert len(embedder.batches) == 1
+
+
+async def test_unchanged_text_stores_nothing_new_and_changed_text_replaces() -> None:
+    service, store, embedder = text_service()
+    collection = await store.ensure_collection("default", "t")
+    first = await service.ingest_text(
+        source_id="beir://docs/1", title="T", text=ABSTRACT, collection_id=collection.id
+    )
+    chunk_ids = set(store.chunks)
+    again = await service.ingest_text(
+        source_id="beir://docs/1", title="T", text=ABSTRACT, collection_id=collection.id
+    )
+    assert again.kind is PageOutcomeKind.UNCHANGED and set(store.chunks) == chunk_ids
+    assert len(embedder.batches) == 1
+    changed = await service.ingest_text(
+        source_id="beir://docs/1", title="T", text="Something else.", collection_id=collection.id
+    )
+    assert changed.kind is PageOutcomeKind.INDEXED
+    assert changed.document is not None and first.document is not None
+    assert changed.document.id == first.document.id
+    assert [c.text for c, _ in store.chunks.values()] == ["Something else."]
+
+
+async def test_many_texts_are_embedded_in_batches_across_documents() -> None:
+    service, store, embedder = text_service()
+    collection = await store.ensure_collection("default", "t")
+    documents = [
+        TextDocument(f"beir://docs/{i}", f"Doc {i}", f"Text number {i}.") for i in range(10)
+    ]
+    progress: list[int] = []
+    outcomes = await service.ingest_texts(
+        documents, collection_id=collection.id, batch_chunks=4, on_progress=progress.append
+    )
+    assert [len(batch) for batch in embedder.batches] == [4, 4, 2]
+    assert [o.document.url for o in outcomes if o.document] == [d.source_id for d in documents]
+    assert all(o.kind is PageOutcomeKind.INDEXED and o.chunks == 1 for o in outcomes)
+    assert len(store.documents) == 10 and progress[-1] == 10 and progress == sorted(progress)
+    by_url = {c.url: (c, v) for c, v in store.chunks.values()}
+    chunk, vector = by_url["beir://docs/5"]
+    assert chunk.text == "Text number 5." and np.allclose(
+        vector, embedder.vector("Doc 5\nText number 5.")
+    )
+
+    # one call for everything with the default batch, and nothing again when unchanged
+    embedder.batches.clear()
+    documents[3] = TextDocument("beir://docs/3", "Doc 3", "A new text.")
+    again = await service.ingest_texts(documents, collection_id=collection.id)
+    assert [o.kind for o in again].count(PageOutcomeKind.UNCHANGED) == 9
+    assert again[3].kind is PageOutcomeKind.INDEXED
+    assert embedder.batches == [["Doc 3\nA new text."]]
+
+
+async def test_a_text_without_words_stores_nothing() -> None:
+    service, store, embedder = text_service()
+    collection = await store.ensure_collection("default", "t")
+    documents = [
+        TextDocument("beir://docs/1", "T", "Fine."),
+        TextDocument("beir://docs/2", "T", " \n\n "),
+    ]
+    with pytest.raises(InvalidInputError, match="no text"):
+        await service.ingest_texts(documents, collection_id=collection.id)
+    assert store.documents == {} and embedder.batches == []

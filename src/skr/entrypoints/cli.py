@@ -203,6 +203,33 @@ def jobs(
     _out.print(table)
 
 
+@app.command("eval")
+def eval_(
+    directory: Annotated[
+        Path, typer.Argument(file_okay=False, help="corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.")
+    ],
+    split: Annotated[str, typer.Option(help="The qrels file to score: qrels/SPLIT.tsv.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    limit_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N.")] = None,
+    limit_docs: Annotated[
+        int | None, typer.Option(min=1, help="Only N documents, the relevant ones first.")
+    ] = None,
+) -> None:
+    """Score keyword, vector and hybrid search on a BEIR-layout dataset, indexed into a fresh
+    collection (a temporary data directory, or PostgreSQL with SKR_DATABASE_URL)."""
+    from skr.domain.errors import SKRError
+    from skr.entrypoints.eval_command import print_run, run_eval
+
+    try:
+        run = run_eval(
+            directory, split=split, limit_queries=limit_queries, limit_docs=limit_docs,
+            progress_console=_err,
+        )  # fmt: skip
+    except SKRError as exc:
+        _fail(exc.detail)
+    print_run(run, _out, as_json=as_json)
+
+
 def _configure_logging(settings: Settings) -> None:
     import logging
 

@@ -1,14 +1,15 @@
-"""Hybrid search: keyword and vector results fused by weighted reciprocal rank."""
+"""Search: keyword, vector, or both fused by weighted reciprocal rank (the default)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Literal
 
 import numpy as np
 
 from skr.domain.errors import InvalidInputError
-from skr.domain.models import ChunkKind, Collection, Hit, HybridQuery
+from skr.domain.models import ChunkKind, Collection, Hit, HybridQuery, ScoredId
 from skr.domain.vectors import Vector
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
@@ -16,6 +17,10 @@ from skr.ports.store import Store
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
+MAX_DOCUMENT_DEPTH = 2000
+"""The most chunks :meth:`SearchService.search_documents` reads to find its documents."""
+
+SearchMode = Literal["hybrid", "keyword", "vector"]
 
 
 def _digest(text: str) -> str:
@@ -55,37 +60,68 @@ class SearchService:
         return vector
 
     async def search(
-        self, collection: Collection, query: str, k: int, kind: ChunkKind | None
+        self,
+        collection: Collection,
+        query: str,
+        k: int,
+        kind: ChunkKind | None,
+        *,
+        mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        query = query.strip()
-        if not query:
-            raise InvalidInputError("the query is empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise InvalidInputError(f"the query is longer than {MAX_QUERY_CHARS} characters")
-        if not 1 <= k <= MAX_K:
-            raise InvalidInputError(f"k must be between 1 and {MAX_K}")
+        """The best ``k`` chunks: by full-text relevance, by vector similarity, or both
+        fused (``mode``), best first."""
+        query = _checked(query, k)
         generation = await self._cache.generation(collection.id)
-        key = f"s:{collection.id}:{generation}:{kind}:{k}:{_digest(query)}"
+        key = f"s:{collection.id}:{generation}:{mode}:{kind}:{k}:{_digest(query)}"
         cached = await self._cache.get(key)
         if cached is not None:
             return [_hit_from_json(h) for h in json.loads(cached)]
-        hits = await self._search_uncached(collection.id, query, k, kind)
+        hits = await self._hits(await self._ranked(collection.id, query, k, kind, mode))
         await self._cache.set(key, json.dumps([_hit_to_json(h) for h in hits]).encode(), self._ttl)
         return hits
 
-    async def _search_uncached(
-        self, collection_id: str, query: str, k: int, kind: ChunkKind | None
+    async def search_documents(
+        self,
+        collection: Collection,
+        query: str,
+        k: int,
+        kind: ChunkKind | None = None,
+        *,
+        mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        candidates = max(self._candidates, k)
+        """The best chunk of each of the best ``k`` documents, best first: the ranking of
+        :meth:`search`, read deep enough (up to ``MAX_DOCUMENT_DEPTH`` chunks) to find ``k``
+        documents when they have several chunks each. Not cached."""
+        query = _checked(query, k)
+        depth = min(4 * k, MAX_DOCUMENT_DEPTH)
+        while True:
+            ranked = await self._ranked(collection.id, query, depth, kind, mode)
+            best: dict[str, Hit] = {}
+            for hit in await self._hits(ranked):
+                best.setdefault(hit.document_id, hit)
+            if len(best) >= k or len(ranked) < depth or depth >= MAX_DOCUMENT_DEPTH:
+                return list(best.values())[:k]
+            depth = min(2 * depth, MAX_DOCUMENT_DEPTH)
+
+    async def _ranked(
+        self, collection_id: str, query: str, k: int, kind: ChunkKind | None, mode: SearchMode
+    ) -> list[ScoredId]:
+        if mode == "keyword":
+            return await self._store.keyword_search(collection_id, query, k, kind)
         vector = await self.embed_query(query)
-        fused = await self._store.hybrid_search(
+        if mode == "vector":
+            return await self._store.vector_search(collection_id, vector, k, kind)
+        candidates = max(self._candidates, k)
+        return await self._store.hybrid_search(
             collection_id,
             HybridQuery(query, vector, k, kind, candidates, self._weights, self._rrf_k),
         )
-        chunks = await self._store.get_chunks([f.chunk_id for f in fused])
+
+    async def _hits(self, ranked: list[ScoredId]) -> list[Hit]:
+        chunks = await self._store.get_chunks([item.chunk_id for item in ranked])
         by_id = {c.id: c for c in chunks}
         hits: list[Hit] = []
-        for item in fused:
+        for item in ranked:
             chunk = by_id.get(item.chunk_id)
             if chunk is None:
                 continue
@@ -102,6 +138,18 @@ class SearchService:
                 )
             )
         return hits
+
+
+def _checked(query: str, k: int) -> str:
+    """The query without surrounding blanks, once it and ``k`` are within limits."""
+    query = query.strip()
+    if not query:
+        raise InvalidInputError("the query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInputError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    if not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be between 1 and {MAX_K}")
+    return query
 
 
 def _hit_to_json(hit: Hit) -> dict[str, object]:
