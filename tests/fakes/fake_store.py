@@ -20,6 +20,7 @@ from skr.domain.models import (
     PageWrite,
     ScoredId,
 )
+from skr.domain.paging import decode_cursor
 from skr.domain.ranking import fuse_rankings
 from skr.domain.vectors import Vector
 from skr.ports.store import StoredPage
@@ -124,9 +125,7 @@ class InMemoryStore:
     async def list_documents(
         self, collection_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Document], str | None]:
-        if cursor and not cursor.isdigit():
-            raise InvalidInputError("cursor is not one this server gave out")
-        start = int(cursor) if cursor else 0
+        start = decode_cursor(cursor)
         ids = [i for i in self.order if self.documents[i].collection_id == collection_id]
         page = ids[start : start + limit]
         more = start + limit < len(ids)

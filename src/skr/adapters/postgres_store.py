@@ -34,12 +34,12 @@ from skr.domain.models import (
     PageWrite,
     ScoredId,
 )
+from skr.domain.paging import decode_cursor
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_QUERY_TERMS = 64
-_CURSOR = re.compile(r"[0-9]{1,18}")
 _MIN_EF_SEARCH = 80
 _MAX_EF_SEARCH = 1000  # the largest value pgvector accepts
 
@@ -269,7 +269,7 @@ class PostgresStore:
     async def list_documents(
         self, collection_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Document], str | None]:
-        after = _decode_cursor(cursor)
+        after = decode_cursor(cursor)
         rows = await self._fetch(
             "SELECT * FROM documents WHERE collection_id = %s AND seq > %s ORDER BY seq LIMIT %s",
             (collection_id, after, max(limit, 0) + 1),
@@ -380,14 +380,6 @@ def _with_kind(template: str, kind: ChunkKind | None) -> sql.Composed:
     """``template`` with its ``{kind}`` slot filled by the kind filter, or by nothing."""
     kind_filter = sql.SQL(" AND c.kind = %(kind)s" if kind is not None else "")
     return sql.SQL(template).format(kind=kind_filter)
-
-
-def _decode_cursor(cursor: str | None) -> int:
-    if cursor is None or cursor == "":
-        return 0
-    if not _CURSOR.fullmatch(cursor):
-        raise InvalidInputError("cursor is not one this server gave out")
-    return int(cursor)
 
 
 def _message(exc: psycopg.Error) -> str:

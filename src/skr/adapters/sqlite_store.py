@@ -35,6 +35,7 @@ from skr.domain.models import (
     PageWrite,
     ScoredId,
 )
+from skr.domain.paging import decode_cursor
 from skr.domain.ranking import fuse_rankings
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
@@ -237,7 +238,7 @@ class SQLiteStore:
     async def list_documents(
         self, collection_id: str, limit: int, cursor: str | None
     ) -> tuple[list[Document], str | None]:
-        after = _decode_cursor(cursor)
+        after = decode_cursor(cursor)
         rows = await self._db.read(
             lambda c: c.execute(
                 "SELECT rowid AS position, * FROM documents "
@@ -352,11 +353,3 @@ class SQLiteStore:
         rows = await self._db.read(lambda c: c.execute(sql, list(chunk_ids)).fetchall())
         by_id = {r["id"]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
-
-
-def _decode_cursor(cursor: str | None) -> int:
-    if cursor is None or cursor == "":
-        return 0
-    if not cursor.isdigit() or len(cursor) > 18:
-        raise InvalidInputError("cursor is not one this server gave out")
-    return int(cursor)
