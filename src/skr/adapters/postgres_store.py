@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -35,11 +34,10 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
+from skr.domain.query_terms import query_terms
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_TERMS = 64
 _MIN_EF_SEARCH = 80
 _MAX_EF_SEARCH = 1000  # the largest value pgvector accepts
 
@@ -115,7 +113,7 @@ _TENANT_DOCUMENT = (
 def tsquery_words(text: str) -> str:
     """A ``websearch_to_tsquery`` input that matches any word of ``text``: only word
     characters and ``OR`` reach PostgreSQL, and that function never raises on its input."""
-    terms = list(dict.fromkeys(t.lower() for t in _WORD.findall(text)))[:_MAX_QUERY_TERMS]
+    terms = query_terms(text)
     return " OR ".join(terms)
 
 

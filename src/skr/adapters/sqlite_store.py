@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -36,19 +35,17 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
+from skr.domain.query_terms import query_terms
 from skr.domain.ranking import fuse_rankings
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 logger = logging.getLogger(__name__)
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_MAX_QUERY_TERMS = 64
-
 
 def fts_query(text: str) -> str | None:
     """A safe FTS5 query: every word of ``text`` quoted, joined with OR."""
-    terms = list(dict.fromkeys(t.lower() for t in _WORD.findall(text)))[:_MAX_QUERY_TERMS]
+    terms = query_terms(text)
     if not terms:
         return None
     return " OR ".join(f'"{term}"' for term in terms)
