@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory_host_limiter import InMemoryHostLimiter
 from skr.adapters.memory_job_events import MemoryJobEvents
+from skr.adapters.sqlite_crawl_frontier import SQLiteCrawlFrontier
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_job_queue import SQLiteJobQueue
 from skr.adapters.sqlite_store import SQLiteStore
 from skr.domain.errors import DependencyError, OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.ports.cache import Cache
+from skr.ports.crawl_frontier import CrawlFrontier
 from skr.ports.embedder import Embedder
+from skr.ports.host_limiter import HostLimiter
 from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
@@ -40,6 +44,8 @@ class Backend:
     job_queue: JobQueue
     cache: Cache
     job_events: JobEvents
+    frontier: CrawlFrontier
+    host_limiter: HostLimiter
     checks: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     pool_stats: Callable[[], Mapping[str, int]] | None = None
@@ -112,6 +118,8 @@ async def embedded_backend(
         job_queue=SQLiteJobQueue(database, max_attempts=settings.job_max_attempts),
         cache=MemoryCache(settings.cache_max_entries),
         job_events=MemoryJobEvents(),
+        frontier=SQLiteCrawlFrontier(database),
+        host_limiter=InMemoryHostLimiter(),
         background=[save_indexes_periodically],
     )
 
@@ -119,6 +127,7 @@ async def embedded_backend(
 async def scale_out_backend(
     settings: Settings, embedder: Embedder, stack: AsyncExitStack
 ) -> Backend:
+    from skr.adapters.postgres_crawl_frontier import PostgresCrawlFrontier
     from skr.adapters.postgres_job_queue import PostgresJobQueue
     from skr.adapters.postgres_store import PostgresStore
 
@@ -133,6 +142,9 @@ async def scale_out_backend(
         # Without Redis, events reach only this process's watchers; the API and the
         # workers are separate processes, so watchers fall back to re-reading the job.
         job_events=MemoryJobEvents(),
+        frontier=PostgresCrawlFrontier(database),
+        # Without Redis, each process keeps its own pace per host.
+        host_limiter=InMemoryHostLimiter(),
         pool_stats=database.pool.get_stats,
     )
     if settings.redis_url is not None:

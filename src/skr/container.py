@@ -12,6 +12,7 @@ import anyio
 from skr.adapters.httpx_fetcher import HttpxFetcher
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.adapters.openai_generator import OpenAIGenerator
+from skr.adapters.tesseract_image_reader import TesseractImageReader
 from skr.backends import embedded_backend, scale_out_backend
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
@@ -23,8 +24,10 @@ from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
 from skr.services.ask import AskService
-from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
+from skr.services.crawl import CrawlService, CrawlSettings
+from skr.services.ingest import ImageOptions, IngestService, PageOutcome, PageOutcomeKind
 from skr.services.jobs import JobWorker, WorkerOptions
+from skr.services.polite_fetcher import PoliteFetcher
 from skr.services.search import SearchService
 from skr.settings import Settings
 
@@ -45,6 +48,7 @@ class Container:
     readiness: ReadinessCheck
     pool_stats: Callable[[], Mapping[str, int]] | None
     ingest: IngestService
+    crawl: CrawlService
     search: SearchService
     ask: AskService
     worker: JobWorker
@@ -87,6 +91,14 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             allow_private=settings.allow_private_networks,
         )
         await stack.enter_async_context(fetcher)
+        polite = PoliteFetcher(
+            fetcher,
+            backend.host_limiter,
+            interval_seconds=settings.crawl_host_interval_seconds,
+            per_host_concurrency=settings.crawl_host_concurrency,
+            max_delay_seconds=settings.crawl_max_delay_seconds,
+            slot_lease_seconds=settings.fetch_total_timeout_seconds * 2,
+        )
         generator: Generator | None = None
         if settings.llm_base_url:
             llm = OpenAIGenerator(
@@ -101,11 +113,36 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             stack.push_async_callback(llm.aclose)
             generator = llm
         ingest = IngestService(
-            fetcher=fetcher,
+            fetcher=polite,
             store=store,
             embedder=embedder,
             cache=cache,
             max_tokens=settings.chunk_max_tokens,
+            image_reader=(
+                TesseractImageReader(
+                    languages=settings.ocr_languages, timeout_seconds=settings.ocr_timeout_seconds
+                )
+                if settings.ocr_enabled
+                else None
+            ),
+            image_options=ImageOptions(
+                max_per_page=settings.image_max_per_page,
+                max_bytes=settings.image_max_bytes,
+                min_side=settings.image_min_side_pixels,
+            ),
+        )
+        crawl = CrawlService(
+            frontier=backend.frontier,
+            ingest=ingest,
+            fetcher=polite,
+            store=store,
+            user_agent=settings.user_agent,
+            settings=CrawlSettings(
+                concurrency=settings.crawl_concurrency,
+                lease_seconds=settings.crawl_url_lease_seconds,
+                max_attempts=settings.crawl_url_attempts,
+            ),
+            on_page=_page_counter(metrics),
         )
         search = SearchService(
             store=store,
@@ -130,6 +167,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             ),
             on_page=_page_counter(metrics),
             events=backend.job_events,
+            crawl=crawl,
         )
         readiness = ReadinessCheck(
             store=store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
@@ -137,8 +175,8 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
         container = Container(
             settings=settings, store=store, job_queue=queue, job_events=backend.job_events,
             cache=cache, embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
-            readiness=readiness, pool_stats=backend.pool_stats, ingest=ingest, search=search,
-            ask=ask, worker=worker,
+            readiness=readiness, pool_stats=backend.pool_stats, ingest=ingest, crawl=crawl,
+            search=search, ask=ask, worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             for task in backend.background:

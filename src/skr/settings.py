@@ -44,6 +44,23 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(default=10_000_000, ge=1024)
     fetch_max_redirects: int = Field(default=5, ge=0, le=20)
 
+    # crawling
+    crawl_concurrency: int = Field(default=4, ge=1, le=64)
+    crawl_host_concurrency: int = Field(default=2, ge=1, le=64)
+    crawl_host_interval_seconds: float = Field(default=0.2, ge=0)
+    crawl_max_delay_seconds: float = Field(default=30.0, ge=0)
+    crawl_url_attempts: int = Field(default=3, ge=1, le=20)
+    crawl_url_lease_seconds: float = Field(default=120.0, ge=1)
+    crawl_max_pages_limit: int = Field(default=10_000, ge=1)
+
+    # images
+    ocr_enabled: bool = True
+    ocr_languages: str = "eng"
+    ocr_timeout_seconds: float = Field(default=10.0, gt=0)
+    image_max_per_page: int = Field(default=20, ge=0, le=1000)
+    image_max_bytes: int = Field(default=5_000_000, ge=1024)
+    image_min_side_pixels: int = Field(default=48, ge=1)
+
     # chunking and embedding
     chunk_max_tokens: int = Field(default=256, ge=16, le=256)
     embed_batch_size: int = Field(default=32, ge=1, le=512)

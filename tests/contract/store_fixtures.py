@@ -1,4 +1,4 @@
-"""Builders of every Store and JobQueue implementation the contract suites run against."""
+"""Builders of every Store, JobQueue and CrawlFrontier the contract suites run against."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from psycopg import sql
 
 from skr.adapters.postgres_database import PostgresDatabase
 from skr.adapters.postgres_migrations import migrate
+from skr.adapters.sqlite_crawl_frontier import SQLiteCrawlFrontier
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_job_queue import SQLiteJobQueue
 from skr.adapters.sqlite_store import SQLiteStore
+from skr.ports.crawl_frontier import CrawlFrontier
+from skr.ports.job_queue import JobQueue
+from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.fakes.fake_store import InMemoryStore
 
@@ -23,6 +27,7 @@ DIMENSIONS = 384
 MODEL_ID = "test-model"
 STORE_KINDS = ["sqlite", "postgres", "memory-fake"]
 QUEUE_KINDS = ["sqlite", "postgres", "memory-fake"]
+FRONTIER_KINDS = ["sqlite", "postgres", "memory-fake"]
 POSTGRES_URL = os.environ.get("SKR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -87,3 +92,30 @@ async def make_queue(kind: str, data_dir: Path, max_attempts: int = 3) -> AsyncI
             yield SQLiteJobQueue(database, max_attempts=max_attempts)
         finally:
             database.close()
+
+
+@asynccontextmanager
+async def make_frontier(
+    kind: str, data_dir: Path, max_attempts: int = 3
+) -> AsyncIterator[tuple[JobQueue, CrawlFrontier]]:
+    """A crawl frontier with the job queue on the same database, which holds the jobs its
+    rows belong to."""
+    if kind == "memory-fake":
+        jobs = InMemoryJobQueue(max_attempts=max_attempts)
+        yield jobs, InMemoryCrawlFrontier(jobs)
+    elif kind == "postgres":
+        from skr.adapters.postgres_crawl_frontier import PostgresCrawlFrontier
+        from skr.adapters.postgres_job_queue import PostgresJobQueue
+
+        async with fresh_postgres() as postgres:
+            yield (
+                PostgresJobQueue(postgres, max_attempts=max_attempts),
+                PostgresCrawlFrontier(postgres),
+            )
+    else:
+        sqlite = SQLiteDatabase(data_dir / "skr.sqlite3")
+        sqlite.open()
+        try:
+            yield SQLiteJobQueue(sqlite, max_attempts=max_attempts), SQLiteCrawlFrontier(sqlite)
+        finally:
+            sqlite.close()

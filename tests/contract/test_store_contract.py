@@ -185,3 +185,68 @@ async def test_a_page_without_chunks_can_be_written(store: Store) -> None:
     doc = await store.write_page(page(c.id, "http://x.test/empty", [], []))
     assert doc.chunk_count == 0 and doc.image_count == 0
     assert (await store.find_document(c.id, "http://x.test/empty")) is not None
+
+
+async def test_stored_page_gives_back_what_was_written(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    image = ImageInfo(
+        src="http://x.test/logo.png",
+        alt="flask logo",
+        title="Logo",
+        caption="The logo",
+        surrounding_text="Above the fold",
+        ocr_text="FLASK",
+    )
+    written = page(c.id, "http://x.test/a", ["first part", "second part"], [1, 2], images=[image])
+    doc = await store.write_page(written)
+    stored = await store.stored_page(doc.id)
+    assert stored is not None
+    assert stored.document == doc
+    assert stored.model_id == MODEL_ID
+    assert [ch.ordinal for ch in stored.chunks] == [0, 1, 2]
+    assert [ch.text for ch in stored.chunks] == [d.text for d in written.chunks]
+    assert [ch.kind for ch in stored.chunks] == [ChunkKind.TEXT, ChunkKind.TEXT, ChunkKind.IMAGE]
+    assert [ch.image for ch in stored.chunks] == [None, None, image]
+    assert {ch.document_id for ch in stored.chunks} == {doc.id}
+    assert {ch.url for ch in stored.chunks} == {"http://x.test/a"}
+    assert stored.vectors.shape == (3, DIMENSIONS)
+    assert np.allclose(stored.vectors, written.vectors, atol=1e-6)
+    by_search = await store.get_chunks([ch.id for ch in stored.chunks])
+    assert by_search == stored.chunks
+
+
+async def test_stored_page_of_an_unknown_document_is_none(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    await store.write_page(page(c.id, "http://x.test/a", ["some text"], [1]))
+    assert await store.stored_page("no-such-document") is None
+
+
+async def test_stored_page_follows_rewrites_and_deletes(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    other = await store.write_page(page(c.id, "http://x.test/b", ["other page"], [9]))
+    first = await store.write_page(page(c.id, "http://x.test/a", ["old one", "old two"], [1, 2]))
+    rewritten = page(
+        c.id, "http://x.test/a", ["new one", "new two", "new three"], [3, 4, 5], content_hash="h2"
+    )
+    second = await store.write_page(rewritten)
+    stored = await store.stored_page(first.id)
+    assert stored is not None
+    assert stored.document.id == second.id == first.id
+    assert stored.document.content_hash == "h2"
+    assert [ch.text for ch in stored.chunks] == ["new one", "new two", "new three"]
+    assert [ch.ordinal for ch in stored.chunks] == [0, 1, 2]
+    assert np.allclose(stored.vectors, rewritten.vectors, atol=1e-6)
+    await store.delete_document(first.id, "t")
+    assert await store.stored_page(first.id) is None
+    kept = await store.stored_page(other.id)
+    assert kept is not None and [ch.text for ch in kept.chunks] == ["other page"]
+
+
+async def test_stored_page_without_chunks(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    doc = await store.write_page(page(c.id, "http://x.test/empty", [], []))
+    stored = await store.stored_page(doc.id)
+    assert stored is not None
+    assert stored.document == doc
+    assert stored.chunks == [] and stored.vectors.shape[0] == 0
+    assert stored.model_id is None

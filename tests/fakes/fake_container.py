@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 
 from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory_host_limiter import InMemoryHostLimiter
 from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.container import Container
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
@@ -15,10 +16,13 @@ from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
 from skr.ports.generator import Generator
 from skr.services.ask import AskService
+from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
 from skr.services.jobs import JobWorker, WorkerOptions
+from skr.services.polite_fetcher import PoliteFetcher
 from skr.services.search import SearchService
 from skr.settings import Settings
+from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher
 from tests.fakes.fake_job_queue import InMemoryJobQueue
@@ -41,17 +45,26 @@ def fake_container_factory(
             store=store, embedder=embedder, cache=cache, candidates=20, rrf_k=60,
             cache_ttl_seconds=60,
         )  # fmt: skip
+        polite = PoliteFetcher(
+            fetcher, InMemoryHostLimiter(), interval_seconds=0.0, per_host_concurrency=2,
+            max_delay_seconds=1.0,
+        )  # fmt: skip
+        crawl = CrawlService(
+            frontier=InMemoryCrawlFrontier(queue), ingest=ingest, fetcher=polite, store=store,
+            user_agent=settings.user_agent, settings=CrawlSettings(concurrency=2),
+        )  # fmt: skip
         worker = JobWorker(
             queue=queue,
             ingest=ingest,
             options=WorkerOptions(concurrency=1, lease_seconds=5, poll_seconds=0.01),
             events=events,
+            crawl=crawl,
         )
         container = Container(
             settings=settings, store=store, job_queue=queue, job_events=events, cache=cache,
             embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=ReadinessCheck(store=store, ttl_seconds=1), pool_stats=None, ingest=ingest,
-            search=search, ask=AskService(search=search, generator=generator), worker=worker,
+            crawl=crawl, search=search, ask=AskService(search=search, generator=generator), worker=worker,
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             if run_worker:

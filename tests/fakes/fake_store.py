@@ -66,19 +66,26 @@ class InMemoryStore:
             document = self.documents.get(document_id)
             if document is None or document.collection_id != collection_id:
                 continue
-            pairs = sorted(
-                (v for v in self.chunks.values() if v[0].document_id == document_id),
-                key=lambda pair: pair[0].ordinal,
-            )
-            vectors = np.vstack([v for _, v in pairs]) if pairs else np.empty((0, 0), np.float32)
-            model_id = self.page_models.get(document_id) if pairs else None
-            yield StoredPage(document, [c for c, _ in pairs], vectors, model_id)
+            yield self._stored_page(document)
+
+    def _stored_page(self, document: Document) -> StoredPage:
+        pairs = sorted(
+            (v for v in self.chunks.values() if v[0].document_id == document.id),
+            key=lambda pair: pair[0].ordinal,
+        )
+        vectors = np.vstack([v for _, v in pairs]) if pairs else np.empty((0, 0), np.float32)
+        model_id = self.page_models.get(document.id) if pairs else None
+        return StoredPage(document, [c for c, _ in pairs], vectors, model_id)
 
     async def find_document(self, collection_id: str, url: str) -> Document | None:
         for d in self.documents.values():
             if d.collection_id == collection_id and d.url == url:
                 return d
         return None
+
+    async def stored_page(self, document_id: str) -> StoredPage | None:
+        document = self.documents.get(document_id)
+        return None if document is None else self._stored_page(document)
 
     async def write_page(self, page: PageWrite) -> Document:
         if page.vectors.shape[0] != len(page.chunks):

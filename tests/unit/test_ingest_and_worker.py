@@ -115,8 +115,11 @@ async def test_worker_runs_a_job_to_success_and_counts() -> None:
     await w.run_job(leased)
     done = await queue.get(job.id)
     assert done.status is JobStatus.SUCCEEDED
+    chunks = len(store.chunks)
+    assert chunks > 0
     assert done.counters.as_dict() == {
         "discovered": 1, "fetched": 1, "indexed": 1, "unchanged": 0, "skipped": 0, "failed": 0,
+        "removed": 0, "chunks_embedded": chunks,
     }  # fmt: skip
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import errno
 import ssl
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Self
 
@@ -26,9 +29,10 @@ from skr.adapters.network_guard import (
 )
 from skr.domain.errors import FetchError, InvalidInputError
 from skr.domain.models import FetchedPage
+from skr.ports.fetcher import HTML_MEDIA_TYPES
 
-HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
 # Only what _BodyDecoder undoes (httpx would also offer br or zstd if installed).
 _ACCEPT_ENCODING = "gzip, deflate"
@@ -180,6 +184,44 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What one fetch asks for."""
+
+    accept: frozenset[str]
+    max_bytes: int
+    conditional: dict[str, str]
+
+
+def _accepted(media_type: str, accept: frozenset[str]) -> bool:
+    if "*/*" in accept or media_type in accept:
+        return True
+    major = media_type.partition("/")[0]
+    return bool(major) and f"{major}/*" in accept
+
+
+def _accept_header(accept: frozenset[str]) -> str:
+    if accept == HTML_MEDIA_TYPES:
+        return _ACCEPT
+    return ",".join(sorted(accept)) + (",*/*;q=0.1" if "*/*" not in accept else "")
+
+
+def _retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit, not to float
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
 def _no_cookies() -> CookieJar:
     # Fetches for different collections and tenants share one client: keep no cookies.
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
@@ -280,58 +322,77 @@ class HttpxFetcher:
         await check_url(url, self._resolver, self._policy)
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: Collection[str] = HTML_MEDIA_TYPES,
+        max_bytes: int | None = None,
     ) -> FetchedPage:
         if self._client is None:
             raise RuntimeError("HttpxFetcher.start() was not called")
-        headers = _conditional_headers(etag, last_modified)
+        wanted = _Wanted(
+            accept=frozenset(accept),
+            max_bytes=self._max_bytes if max_bytes is None else min(max_bytes, self._max_bytes),
+            conditional=_conditional_headers(etag, last_modified),
+        )
         try:
             with anyio.fail_after(self._total_timeout):
-                return await self._follow(self._client, url, headers)
+                return await self._follow(self._client, url, wanted)
         except TimeoutError as exc:
-            raise FetchError(f"timed out after {self._total_timeout:g} s") from exc
+            raise FetchError(f"timed out after {self._total_timeout:g} s", transient=True) from exc
 
-    async def _follow(
-        self, client: httpx.AsyncClient, url: str, headers: dict[str, str]
-    ) -> FetchedPage:
+    async def _follow(self, client: httpx.AsyncClient, url: str, wanted: _Wanted) -> FetchedPage:
         try:
             target = parse_http_url(url)
         except InvalidInputError as exc:
             raise FetchError(exc.detail) from exc
         for _ in range(self._max_redirects + 1):
-            outcome = await self._fetch_once(client, url, target, headers)
+            outcome = await self._fetch_once(client, url, target, wanted)
             if isinstance(outcome, FetchedPage):
                 return outcome
             target = outcome
         raise FetchError(f"too many redirects (more than {self._max_redirects})")
 
     async def _fetch_once(
-        self, client: httpx.AsyncClient, url: str, target: httpx.URL, headers: dict[str, str]
+        self, client: httpx.AsyncClient, url: str, target: httpx.URL, wanted: _Wanted
     ) -> FetchedPage | httpx.URL:
         """The page at ``target``, or the URL it redirects to."""
         try:
+            headers = {"Accept": _accept_header(wanted.accept), **wanted.conditional}
             async with client.stream("GET", target, headers=headers) as response:
-                return await self._answer(url, response, conditional=bool(headers))
+                return await self._answer(url, response, wanted)
         except httpx.HTTPError as exc:
             raise self._fetch_error(exc, target) from exc
 
     async def _answer(
-        self, url: str, response: httpx.Response, *, conditional: bool
+        self, url: str, response: httpx.Response, wanted: _Wanted
     ) -> FetchedPage | httpx.URL:
         status = response.status_code
         if status in _REDIRECT_STATUSES and "location" in response.headers:
             return _redirect_target(response)
-        if status == 304 and conditional:
+        if status == 304 and wanted.conditional:
             return self._page(url, response, b"")
         if not 200 <= status < 300:
             reason = httpx.codes.get_reason_phrase(status) or response.reason_phrase
-            raise FetchError(f"the server answered {status} {reason}".rstrip())
+            raise FetchError(
+                f"the server answered {status} {reason}".rstrip(),
+                status=status,
+                retry_after_seconds=_retry_after(response.headers.get("retry-after")),
+                transient=status in _TRANSIENT_STATUSES,
+            )
         content_type = response.headers.get("content-type", "")
         media_type = _media_type(content_type)
-        if media_type not in HTML_CONTENT_TYPES:
+        if not _accepted(media_type, wanted.accept):
             shown = media_type or "(none)"
-            raise FetchError(f"unsupported content type {shown}; SKR ingests HTML pages")
-        return self._page(url, response, await self._read_body(response))
+            wanted_types = (
+                "SKR ingests HTML pages"
+                if wanted.accept == HTML_MEDIA_TYPES
+                else f"wanted {', '.join(sorted(wanted.accept))}"
+            )
+            raise FetchError(f"unsupported content type {shown}; {wanted_types}")
+        return self._page(url, response, await self._read_body(response, wanted.max_bytes))
 
     def _page(self, url: str, response: httpx.Response, body: bytes) -> FetchedPage:
         return FetchedPage(
@@ -344,23 +405,23 @@ class HttpxFetcher:
             last_modified=response.headers.get("last-modified"),
         )
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
+    async def _read_body(self, response: httpx.Response, max_bytes: int) -> bytes:
         """The decoded body, refused as soon as it (or its encoded form) passes the cap."""
-        too_large = FetchError(f"page is larger than {_size(self._max_bytes)}")
+        too_large = FetchError(f"page is larger than {_size(max_bytes)}")
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
+        if declared.isdigit() and int(declared) > max_bytes:
             raise too_large
         decoder = _BodyDecoder(response.headers.get("content-encoding", ""))
         parts: list[bytes] = []
         raw_size = size = 0
         async for chunk in response.aiter_raw():
             raw_size += len(chunk)
-            parts.append(decoder.decode(chunk, self._max_bytes - size + 1))
+            parts.append(decoder.decode(chunk, max_bytes - size + 1))
             size += len(parts[-1])
-            if raw_size > self._max_bytes or size > self._max_bytes:
+            if raw_size > max_bytes or size > max_bytes:
                 raise too_large
         parts.append(decoder.flush())
-        if size + len(parts[-1]) > self._max_bytes:
+        if size + len(parts[-1]) > max_bytes:
             raise too_large
         return b"".join(parts)
 
@@ -368,13 +429,17 @@ class HttpxFetcher:
         where = f"{url_host(target)}:{url_port(target)}"
         if isinstance(exc, httpx.ConnectTimeout):
             reason = f"timed out after {self._connect_timeout:g} s"
-            return FetchError(f"could not connect to {where} ({reason})")
+            return FetchError(f"could not connect to {where} ({reason})", transient=True)
         if isinstance(exc, httpx.ConnectError):
-            return FetchError(f"could not connect to {where} ({_connect_reason(exc)})")
+            reason = _connect_reason(exc)
+            return FetchError(f"could not connect to {where} ({reason})", transient=True)
         if isinstance(exc, httpx.PoolTimeout):
-            return FetchError("too many fetches at once; no connection became free in time")
+            return FetchError(
+                "too many fetches at once; no connection became free in time", transient=True
+            )
         if isinstance(exc, httpx.TimeoutException):
-            return FetchError(f"{where} sent nothing for {self._read_timeout:g} s")
+            return FetchError(f"{where} sent nothing for {self._read_timeout:g} s", transient=True)
         if isinstance(exc, httpx.ProtocolError):
             return FetchError(f"{where} broke the HTTP protocol ({exc})")
-        return FetchError(f"the connection to {where} failed ({_connect_reason(exc)})")
+        reason = _connect_reason(exc)
+        return FetchError(f"the connection to {where} failed ({reason})", transient=True)

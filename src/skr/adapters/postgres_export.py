@@ -1,4 +1,5 @@
-"""Reads of the PostgreSQL store for export: a batch of documents with their chunks and vectors."""
+"""Reads of the PostgreSQL store's pages as stored: documents with their chunks and vectors,
+a batch at a time for export or one by id."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 _BATCH = 64
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _DOCUMENTS = "SELECT * FROM documents WHERE collection_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+_DOCUMENT = "SELECT * FROM documents WHERE id = %s"
 _CHUNKS_OF_DOCUMENTS = (
     f"SELECT {CHUNK_COLUMNS}, c.model_id, c.embedding FROM chunks c "  # noqa: S608 - constant
     "JOIN documents d ON d.id = c.document_id LEFT JOIN images i ON i.chunk_id = c.id "
@@ -45,20 +48,39 @@ async def read_page_batch(
     """Up to ``limit`` documents after ``seq`` ``after``, read in one snapshot, and the
     ``seq`` to continue after."""
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        await conn.execute(_SNAPSHOT)
         cursor = await conn.execute(_DOCUMENTS, (collection_id, after, limit))
         documents = await cursor.fetchall()
-        ids = [d["id"] for d in documents]
-        chunk_rows: list[Row] = []
-        if ids:
-            cursor = await conn.execute(_CHUNKS_OF_DOCUMENTS, (ids,))
-            chunk_rows = await cursor.fetchall()
+        pages = await _pages_of(conn, documents, dimensions)
+    next_after = int(documents[-1]["seq"]) if documents else after
+    return pages, next_after
+
+
+async def read_stored_page(
+    conn: Connection, document_id: str, dimensions: int
+) -> StoredPage | None:
+    """One document with its chunks and vectors, read in one snapshot; ``None`` when
+    there is no such document."""
+    async with conn.transaction():
+        await conn.execute(_SNAPSHOT)
+        cursor = await conn.execute(_DOCUMENT, (document_id,))
+        documents = await cursor.fetchall()
+        pages = await _pages_of(conn, documents, dimensions)
+    return pages[0] if pages else None
+
+
+async def _pages_of(conn: Connection, documents: list[Row], dimensions: int) -> list[StoredPage]:
+    """The stored pages of these document rows, in their order (inside the caller's
+    snapshot)."""
+    ids = [d["id"] for d in documents]
+    chunk_rows: list[Row] = []
+    if ids:
+        cursor = await conn.execute(_CHUNKS_OF_DOCUMENTS, (ids,))
+        chunk_rows = await cursor.fetchall()
     by_document: dict[str, list[Row]] = {i: [] for i in ids}
     for row in chunk_rows:
         by_document[row["document_id"]].append(row)
-    pages = [_stored_page(d, by_document[d["id"]], dimensions) for d in documents]
-    next_after = int(documents[-1]["seq"]) if documents else after
-    return pages, next_after
+    return [_stored_page(d, by_document[d["id"]], dimensions) for d in documents]
 
 
 def _stored_page(document: Row, rows: list[Row], dimensions: int) -> StoredPage:

@@ -94,6 +94,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_queued ON jobs (seq) WHERE status = 'queued';
     CREATE INDEX jobs_running ON jobs (lease_expires_at) WHERE status = 'running';
     """,
+    # 2: the crawl frontier, every URL of a crawl job with its state and lease;
+    # seq is the order of adding per job
+    """
+    CREATE TABLE crawl_frontier (
+        job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        url text NOT NULL,
+        seq bigint NOT NULL,
+        depth integer NOT NULL,
+        lastmod timestamptz,
+        state text NOT NULL DEFAULT 'pending',
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        lease_owner text,
+        lease_expires_at timestamptz,
+        not_before timestamptz,
+        PRIMARY KEY (job_id, url)
+    );
+    CREATE INDEX crawl_frontier_to_lease ON crawl_frontier (job_id, depth, seq)
+        WHERE state IN ('pending', 'leased');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

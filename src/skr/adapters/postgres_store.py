@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from skr.adapters.postgres_database import Connection, PostgresDatabase
-from skr.adapters.postgres_export import stored_pages
+from skr.adapters.postgres_export import read_stored_page, stored_pages
 from skr.adapters.postgres_rows import (
     CHUNK_COLUMNS,
     Row,
@@ -210,6 +210,10 @@ class PostgresStore:
             (collection_id, storable(url)),
         )
         return None if row is None else document_from_row(row)
+
+    async def stored_page(self, document_id: str) -> StoredPage | None:
+        async with self._connection() as conn:
+            return await read_stored_page(conn, document_id, self._dimensions)
 
     async def write_page(self, page: PageWrite) -> Document:
         vectors = self._page_vectors(page)

@@ -1,4 +1,5 @@
-"""Reads of the embedded store for export: a batch of documents with their chunks and vectors."""
+"""Reads of the embedded store's pages as stored: documents with their chunks and vectors,
+a batch at a time for export or one by id."""
 
 from __future__ import annotations
 
@@ -56,23 +57,45 @@ def read_page_batch(
             "WHERE collection_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
             (collection_id, after, limit),
         ).fetchall()
-        ids = [d["id"] for d in documents]
-        chunk_rows = (
-            conn.execute(
-                _CHUNKS_OF_DOCUMENTS.format(marks=",".join("?" * len(ids))),
-                ids,
-            ).fetchall()
-            if ids
-            else []
-        )
+        pages = _pages_of(conn, documents, dimensions)
     finally:
         conn.execute("COMMIT")
+    next_after = int(documents[-1]["position"]) if documents else after
+    return pages, next_after
+
+
+def read_stored_page(
+    conn: sqlite3.Connection, document_id: str, dimensions: int
+) -> StoredPage | None:
+    """One document with its chunks and vectors, read in one snapshot; ``None`` when
+    there is no such document."""
+    conn.execute("BEGIN")
+    try:
+        documents = conn.execute("SELECT * FROM documents WHERE id = ?", (document_id,)).fetchall()
+        pages = _pages_of(conn, documents, dimensions)
+    finally:
+        conn.execute("COMMIT")
+    return pages[0] if pages else None
+
+
+def _pages_of(
+    conn: sqlite3.Connection, documents: list[sqlite3.Row], dimensions: int
+) -> list[StoredPage]:
+    """The stored pages of these document rows, in their order (inside the caller's
+    snapshot)."""
+    ids = [d["id"] for d in documents]
+    chunk_rows = (
+        conn.execute(
+            _CHUNKS_OF_DOCUMENTS.format(marks=",".join("?" * len(ids))),
+            ids,
+        ).fetchall()
+        if ids
+        else []
+    )
     by_document: dict[str, list[sqlite3.Row]] = {i: [] for i in ids}
     for row in chunk_rows:
         by_document[row["document_id"]].append(row)
-    pages = [_stored_page(d, by_document[d["id"]], dimensions) for d in documents]
-    next_after = int(documents[-1]["position"]) if documents else after
-    return pages, next_after
+    return [_stored_page(d, by_document[d["id"]], dimensions) for d in documents]
 
 
 def _stored_page(document: sqlite3.Row, rows: list[sqlite3.Row], dimensions: int) -> StoredPage:

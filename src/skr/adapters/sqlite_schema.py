@@ -96,6 +96,26 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN not_before REAL;
     """,
+    # 3: the crawl frontier, every URL of a crawl job with its state and lease;
+    # times are Unix seconds like the jobs table's, seq is the order of adding per job
+    """
+    CREATE TABLE crawl_frontier (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        depth INTEGER NOT NULL,
+        lastmod TEXT,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        not_before REAL,
+        PRIMARY KEY (job_id, url)
+    );
+    CREATE INDEX crawl_frontier_to_lease ON crawl_frontier (job_id, depth, seq)
+        WHERE state IN ('pending', 'leased');
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -15,7 +15,7 @@ import numpy as np
 
 from skr.adapters.hnsw_index import HnswIndex, HnswParams
 from skr.adapters.sqlite_database import SQLiteDatabase
-from skr.adapters.sqlite_export import stored_pages
+from skr.adapters.sqlite_export import read_stored_page, stored_pages
 from skr.adapters.sqlite_page_writes import (
     PageWritten,
     bump_generation,
@@ -191,6 +191,13 @@ class SQLiteStore:
             ).fetchone()
         )
         return None if row is None else document_from_row(row)
+
+    async def stored_page(self, document_id: str) -> StoredPage | None:
+        return await self._db.read(
+            functools.partial(
+                read_stored_page, document_id=document_id, dimensions=self._dimensions
+            )
+        )
 
     async def write_page(self, page: PageWrite) -> Document:
         if page.vectors.shape[0] != len(page.chunks):

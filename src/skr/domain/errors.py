@@ -28,7 +28,29 @@ class InvalidInputError(SKRError):
 
 
 class FetchError(SKRError):
-    """A page could not be fetched; ``detail`` says why in words a person understands."""
+    """A page could not be fetched; ``detail`` says why in words a person understands.
+
+    ``status`` is the HTTP status the server answered, when it answered one;
+    ``retry_after_seconds`` what it asked for in ``Retry-After``; ``transient`` whether
+    trying again later may succeed (timeouts, refused connections, 429 and 5xx)."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after_seconds: float | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.retry_after_seconds = retry_after_seconds
+        self.transient = transient
+
+    @property
+    def gone(self) -> bool:
+        """The server says the page does not exist (404 or 410)."""
+        return self.status in (404, 410)
 
 
 class BlockedURLError(InvalidInputError, FetchError):

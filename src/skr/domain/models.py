@@ -112,6 +112,7 @@ class ExtractedPage:
     sections: list[tuple[str, str]]
     images: list[ImageInfo]
     links: list[str]
+    canonical: str | None = None  # the href of <link rel="canonical">, as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,7 @@ class Hit:
     score: float
     kind: ChunkKind
     image_url: str | None = None
+    section: str = ""  # where in the page: its heading path, or "Page 3" of a PDF
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class Citation:
     title: str
     quote: str
     chunk_id: str
+    section: str = ""  # where in the page: its heading path, or "Page 3" of a PDF
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,8 @@ class JobCounters:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    removed: int = 0  # pages gone from the site (404/410, moved out of scope), deleted
+    chunks_embedded: int = 0  # chunks whose vectors were computed (unchanged ones reuse theirs)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -206,6 +211,8 @@ class JobCounters:
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "failed": self.failed,
+            "removed": self.removed,
+            "chunks_embedded": self.chunks_embedded,
         }
 
 

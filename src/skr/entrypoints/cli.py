@@ -106,11 +106,32 @@ def ingest(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the job and show progress.")] = (
         False
     ),
+    crawl: Annotated[
+        bool, typer.Option("--crawl", help="Crawl the site from URL, not only the page.")
+    ] = False,
+    max_depth: Annotated[int, typer.Option(help="Crawl: links followed from URL.")] = 3,
+    max_pages: Annotated[int, typer.Option(help="Crawl: most URLs in the crawl.")] = 200,
+    same_host: Annotated[
+        bool,
+        typer.Option("--same-host/--subdomains", help="Crawl: URL's host only, or subdomains too."),
+    ] = True,
+    prefix: Annotated[
+        str | None, typer.Option(help="Crawl: only URLs that start with this.")
+    ] = None,
+    sitemap: Annotated[
+        bool, typer.Option("--sitemap/--no-sitemap", help="Crawl: read the site's sitemaps.")
+    ] = True,
     api_url: ApiUrl = None,
 ) -> None:
-    """Queue URL for ingestion."""
+    """Queue URL for ingestion (a page, a PDF, or with --crawl a whole site)."""
     client = _Client(api_url)
-    accepted = client.call("POST", "/v1/ingest", json={"url": url, "collection": collection})
+    body: dict[str, Any] = {"url": url, "collection": collection}
+    if crawl:
+        body["crawl"] = {
+            "max_depth": max_depth, "max_pages": max_pages, "same_host": same_host,
+            "prefix": prefix, "sitemap": sitemap,
+        }  # fmt: skip
+    accepted = client.call("POST", "/v1/ingest", json=body)
     job_id = accepted["job_id"]
     _out.print(f"job {job_id} queued for {accepted['url']}")
     if wait:
@@ -123,9 +144,18 @@ def _wait_for_job(client: _Client, job_id: str) -> None:
 
         def show(job: dict[str, Any]) -> None:
             c = job["counters"]
+            rate = job.get("pages_per_second")
+            eta = job.get("eta_seconds")
             status.update(
-                f"{job['status']}: fetched {c['fetched']}, indexed {c['indexed']}, "
-                f"unchanged {c['unchanged']}, failed {c['failed']}"
+                f"{job['status']}: discovered {c['discovered']}, fetched {c['fetched']}, "
+                f"indexed {c['indexed']}, unchanged {c['unchanged']}, skipped {c['skipped']}, "
+                f"failed {c['failed']}"
+                + (f", {rate:.1f} pages/s" if rate else "")
+                + (
+                    f", about {eta:.0f} s left"
+                    if eta is not None and job["status"] == "running"
+                    else ""
+                )
             )
 
         job = follow_job_events(client.http, job_id, show) or poll_job(
@@ -136,7 +166,10 @@ def _wait_for_job(client: _Client, job_id: str) -> None:
         _err.print(f"  {error['url']}: {error['reason']}", highlight=False)
     if job["status"] != "succeeded":
         _fail(f"job {job['status']}: {job.get('reason') or 'see errors above'}")
-    _out.print(f"job succeeded: indexed {c['indexed']}, unchanged {c['unchanged']}")
+    _out.print(
+        f"job succeeded: indexed {c['indexed']}, unchanged {c['unchanged']}, "
+        f"skipped {c['skipped']}, failed {c['failed']}, removed {c['removed']}"
+    )
 
 
 @app.command()

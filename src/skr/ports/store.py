@@ -20,9 +20,9 @@ from skr.ports.vectors import Vector
 
 @dataclass(frozen=True, slots=True)
 class StoredPage:
-    """One document as stored, for export: its chunks in ordinal order, one vector per
-    chunk (shape ``(len(chunks), dimensions)``), and the model that made the vectors
-    (``None`` when the page has no chunks)."""
+    """One document as stored, for export and for re-ingest: its chunks in ordinal order,
+    one vector per chunk (shape ``(len(chunks), dimensions)``), and the model that made
+    the vectors (``None`` when the page has no chunks)."""
 
     document: Document
     chunks: list[Chunk]
@@ -50,6 +50,12 @@ class Store(Protocol):
         ...
 
     async def find_document(self, collection_id: str, url: str) -> Document | None: ...
+
+    async def stored_page(self, document_id: str) -> StoredPage | None:
+        """One document as stored, with its chunks in ordinal order and their vectors
+        (the same shape ``export_documents`` yields); ``None`` when there is no such
+        document."""
+        ...
 
     async def write_page(self, page: PageWrite) -> Document:
         """Store a page: its document row, chunks and vectors replace any earlier

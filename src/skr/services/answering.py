@@ -79,7 +79,7 @@ def extractive_answer(
         if sentence.hit_rank not in numbers:
             numbers[sentence.hit_rank] = len(numbers) + 1
         n = numbers[sentence.hit_rank]
-        citations.append(Citation(n, hit.url, hit.title, sentence.text, hit.id))
+        citations.append(Citation(n, hit.url, hit.title, sentence.text, hit.id, hit.section))
         parts.append(f"{sentence.text} [{n}]")
     return " ".join(parts), citations
 

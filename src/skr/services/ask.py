@@ -58,7 +58,7 @@ class AskService:
             hit = hits[n - 1]
             best = score_sentences(question, [hit])
             quote = best[0].text if best else hit.text[:300].strip()
-            citations.append(Citation(n, hit.url, hit.title, quote, hit.id))
+            citations.append(Citation(n, hit.url, hit.title, quote, hit.id, hit.section))
         # markers pointing at no passage are removed rather than left dangling
         text = _MARKER.sub(lambda m: m.group(0) if int(m.group(1)) in cited else "", text)
         return Answer(text.strip(), citations, "llm", degraded=False)

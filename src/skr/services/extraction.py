@@ -83,7 +83,17 @@ def extract_page(html: bytes | str, url: str) -> ExtractedPage:
         sections=_sections(blocks),
         images=images,
         links=links,
+        canonical=_canonical_href(root),
     )
+
+
+def _canonical_href(root: etree._Element) -> str | None:
+    for link in root.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        href = (link.get("href") or "").strip()
+        if "canonical" in rel and href:
+            return href
+    return None
 
 
 def _decode(html: bytes | str) -> str:

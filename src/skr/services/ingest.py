@@ -6,26 +6,44 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import anyio.to_thread
 import numpy as np
 
 from skr.domain.errors import FetchError, InvalidInputError
-from skr.domain.models import ChunkDraft, Document, ExtractedPage, PageWrite
+from skr.domain.models import ChunkDraft, Document, ExtractedPage, FetchedPage, PageWrite
+from skr.domain.vectors import Vector
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
-from skr.ports.fetcher import Fetcher
+from skr.ports.fetcher import HTML_MEDIA_TYPES, Fetcher
+from skr.ports.image_reader import ImageReader
 from skr.ports.store import Store
 from skr.services.chunking import chunk_embedding_text, split_into_chunks
+from skr.services.content_sniffing import looks_like_text
 from skr.services.extraction import extract_page
+from skr.services.pdf_extraction import extract_pdf
 
 logger = logging.getLogger(__name__)
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 EMBED_BATCH_CHUNKS = 256
 """Chunks of several texts embedded in one call by :meth:`IngestService.ingest_texts`."""
+PDF_MEDIA_TYPE = "application/pdf"
+PAGE_MEDIA_TYPES = HTML_MEDIA_TYPES | {PDF_MEDIA_TYPE}
+IMAGE_MEDIA_TYPES = frozenset({"image/*"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """How images found on pages are read: at most ``max_per_page`` fetched, each at most
+    ``max_bytes``; smaller than ``min_side`` pixels on a side is an icon, spacer or
+    tracking pixel, and is left out."""
+
+    max_per_page: int = 20
+    max_bytes: int = 5_000_000
+    min_side: int = 48
 
 
 class PageOutcomeKind(StrEnum):
@@ -37,7 +55,8 @@ class PageOutcomeKind(StrEnum):
 class PageOutcome:
     kind: PageOutcomeKind
     document: Document | None
-    chunks: int
+    chunks: int  # chunks stored
+    embedded: int = 0  # of which were embedded now (the others kept their stored vectors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +69,7 @@ class TextDocument:
 
 
 @dataclass(frozen=True, slots=True)
-class _Source:
+class PageSource:
     """Where a page came from, as stored beside it."""
 
     url: str
@@ -60,14 +79,25 @@ class _Source:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchedContent:
+    """A page fetched and extracted but not stored yet (see :meth:`IngestService.fetch_page`).
+    ``existing`` is the stored version of the same URL, if any."""
+
+    source: PageSource
+    page: ExtractedPage
+    existing: Document | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Planned:
     """A changed page, split and ready to embed."""
 
-    source: _Source
+    source: PageSource
     page: ExtractedPage
     digest: str
     drafts: list[ChunkDraft]
     texts: list[str]
+    existing: Document | None
 
 
 def content_hash(page: ExtractedPage) -> str:
@@ -92,6 +122,22 @@ def text_page(title: str, text: str) -> ExtractedPage:
     )
 
 
+def _extract(fetched: FetchedPage) -> ExtractedPage:
+    """The page's text by its media type: a PDF page by page, anything else as HTML."""
+    media_type = fetched.content_type.partition(";")[0].strip().lower()
+    if media_type == PDF_MEDIA_TYPE:
+        return extract_pdf(fetched.body, fetched.final_url)
+    if not looks_like_text(fetched.body):
+        raise FetchError(f"the body is binary data, not the {media_type or 'HTML'} it claims")
+    return extract_page(fetched.body, fetched.final_url)
+
+
+def _stack(vectors: list[Vector]) -> Vector:
+    if not vectors:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.stack(vectors).astype(np.float32, copy=False)
+
+
 class IngestService:
     """Turns a URL, or a text, into stored chunks and vectors."""
 
@@ -103,32 +149,57 @@ class IngestService:
         embedder: Embedder,
         cache: Cache,
         max_tokens: int,
+        image_reader: ImageReader | None = None,
+        image_options: ImageOptions | None = None,
     ) -> None:
         self._fetcher = fetcher
         self._store = store
         self._embedder = embedder
         self._cache = cache
         self._max_tokens = max_tokens
+        self._image_reader = image_reader
+        self._image_options = image_options or ImageOptions()
 
     async def ingest_page(self, url: str, collection_id: str) -> PageOutcome:
+        """Fetch, extract and index one page (HTML or PDF)."""
+        fetched = await self.fetch_page(url, collection_id)
+        if isinstance(fetched, PageOutcome):
+            return fetched
+        return await self.index_page(collection_id, fetched)
+
+    async def fetch_page(self, url: str, collection_id: str) -> FetchedContent | PageOutcome:
+        """Fetch and extract ``url``, asking the server whether it changed since the stored
+        version; a page the server says is unchanged (304) is only marked as seen and comes
+        back as an ``UNCHANGED`` outcome. ``FetchError`` when there is nothing to index."""
         existing = await self._store.find_document(collection_id, url)
         fetched = await self._fetcher.fetch(
             url,
             etag=existing.etag if existing else None,
             last_modified=existing.last_modified if existing else None,
+            accept=PAGE_MEDIA_TYPES,
         )
         if fetched.status_code == 304 and existing is not None:
             await self._store.mark_fetched(existing.id, fetched.etag, fetched.last_modified)
             return PageOutcome(PageOutcomeKind.UNCHANGED, existing, 0)
-        page = await anyio.to_thread.run_sync(extract_page, fetched.body, fetched.final_url)
+        page = await anyio.to_thread.run_sync(_extract, fetched)
         if not page.sections and not page.images:
             raise FetchError("the page has no text that SKR could extract")
-        source = _Source(url, fetched.final_url, fetched.etag, fetched.last_modified)
-        planned = await self._plan(collection_id, source, page, existing)
+        source = PageSource(url, fetched.final_url, fetched.etag, fetched.last_modified)
+        return FetchedContent(source, page, existing)
+
+    async def index_page(self, collection_id: str, content: FetchedContent) -> PageOutcome:
+        """Store a fetched page: unchanged content is only marked as seen; changed content
+        has its images read, is split, and only chunks whose text is new are embedded."""
+        planned = await self._plan(collection_id, content.source, content.page, content.existing)
         if isinstance(planned, PageOutcome):
             return planned
         [outcome] = await self._embed_and_write(collection_id, [planned])
         return outcome
+
+    async def remove_document(self, document: Document, tenant: str) -> None:
+        """Delete a stored page (its chunks, images and vectors go too)."""
+        await self._store.delete_document(document.id, tenant)
+        await self._cache.bump_generation(document.collection_id)
 
     async def ingest_text(
         self, *, source_id: str, title: str, text: str, collection_id: str
@@ -166,7 +237,8 @@ class IngestService:
 
         for index, (source_id, page) in enumerate(pages):
             existing = await self._store.find_document(collection_id, source_id)
-            planned = await self._plan(collection_id, _Source(source_id, source_id), page, existing)
+            source = PageSource(source_id, source_id)
+            planned = await self._plan(collection_id, source, page, existing)
             if isinstance(planned, PageOutcome):
                 outcomes[index] = planned
             else:
@@ -178,29 +250,79 @@ class IngestService:
         return [outcome for outcome in outcomes if outcome is not None]
 
     async def _plan(
-        self, collection_id: str, source: _Source, page: ExtractedPage, existing: Document | None
+        self, collection_id: str, source: PageSource, page: ExtractedPage, existing: Document | None
     ) -> _Planned | PageOutcome:
-        """Unchanged content is only marked as seen again; changed content is split."""
+        """Unchanged content is only marked as seen again; changed content is split.
+
+        The hash is taken before images are read, so an unchanged page costs no image
+        fetch and no OCR."""
         digest = content_hash(page)
         if existing is not None and existing.content_hash == digest:
             await self._store.mark_fetched(existing.id, source.etag, source.last_modified)
             return PageOutcome(PageOutcomeKind.UNCHANGED, existing, 0)
+        page = await self._read_images(page)
         drafts = await anyio.to_thread.run_sync(
             split_into_chunks, page, self._embedder, self._max_tokens
         )
         texts = [chunk_embedding_text(page.title, d.heading_path, d.text) for d in drafts]
-        return _Planned(source, page, digest, drafts, texts)
+        return _Planned(source, page, digest, drafts, texts, existing)
+
+    async def _read_images(self, page: ExtractedPage) -> ExtractedPage:
+        """Each image measured and read by OCR; tiny ones and non-images left out. An image
+        that cannot be fetched keeps what the page says about it."""
+        if self._image_reader is None or not page.images:
+            return page
+        options = self._image_options
+        kept = []
+        for image in page.images[: options.max_per_page]:
+            try:
+                fetched = await self._fetcher.fetch(
+                    image.src, accept=IMAGE_MEDIA_TYPES, max_bytes=options.max_bytes
+                )
+            except FetchError as exc:
+                logger.info("image %s not read: %s", image.src, exc.detail)
+                kept.append(image)
+                continue
+            reading = await self._image_reader.read(fetched.body)
+            if reading is None or min(reading.width, reading.height) < options.min_side:
+                continue
+            kept.append(replace(image, ocr_text=reading.text) if reading.text else image)
+        return replace(page, images=kept)
+
+    async def _reusable_vectors(self, planned: _Planned) -> dict[str, Vector]:
+        """Vectors of the stored version's chunks, by the exact text that was embedded, when
+        they came from the same model."""
+        if planned.existing is None:
+            return {}
+        stored = await self._store.stored_page(planned.existing.id)
+        if stored is None or stored.model_id != self._embedder.model_id:
+            return {}
+        title = stored.document.title
+        return {
+            chunk_embedding_text(title, chunk.heading_path, chunk.text): vector
+            for chunk, vector in zip(stored.chunks, stored.vectors, strict=True)
+        }
 
     async def _embed_and_write(
         self, collection_id: str, planned: list[_Planned]
     ) -> list[PageOutcome]:
-        """One embedding call for the chunks of all these pages, then one write per page."""
+        """One embedding call for the new chunk texts of all these pages (a chunk whose text
+        is unchanged keeps its stored vector), then one write per page."""
         if not planned:
             return []
-        vectors = await self._embedder.embed([text for p in planned for text in p.texts])
-        offsets = np.cumsum([0, *(len(p.texts) for p in planned)])
+        known = [await self._reusable_vectors(p) for p in planned]
+        missing = list(
+            dict.fromkeys(
+                t for p, k in zip(planned, known, strict=True) for t in p.texts if t not in k
+            )
+        )
+        fresh: dict[str, Vector] = {}
+        if missing:
+            fresh = dict(zip(missing, await self._embedder.embed(missing), strict=True))
         outcomes: list[PageOutcome] = []
-        for p, start, stop in zip(planned, offsets[:-1], offsets[1:], strict=True):
+        for p, reuse in zip(planned, known, strict=True):
+            vectors = _stack([reuse[t] if t in reuse else fresh[t] for t in p.texts])
+            embedded = sum(1 for t in p.texts if t not in reuse)
             document = await self._store.write_page(
                 PageWrite(
                     collection_id=collection_id,
@@ -212,9 +334,9 @@ class IngestService:
                     last_modified=p.source.last_modified,
                     chunks=p.drafts,
                     model_id=self._embedder.model_id,
-                    vectors=vectors[start:stop],
+                    vectors=vectors,
                 )
             )
-            outcomes.append(PageOutcome(PageOutcomeKind.INDEXED, document, len(p.drafts)))
+            outcomes.append(PageOutcome(PageOutcomeKind.INDEXED, document, len(p.drafts), embedded))
         await self._cache.bump_generation(collection_id)
         return outcomes

@@ -15,6 +15,7 @@ from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRErr
 from skr.domain.models import Job, JobError, JobKind, JobStatus
 from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
+from skr.services.crawl import CrawlService
 from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ class JobWorker:
         options: WorkerOptions,
         on_page: Callable[[PageOutcome | None], None] | None = None,
         events: JobEvents | None = None,
+        crawl: CrawlService | None = None,
     ) -> None:
         self._queue = queue
         self._ingest = ingest
+        self._crawl = crawl
         self._options = options
         self._on_page = on_page
         self._events = events
@@ -123,7 +126,13 @@ class JobWorker:
         )
         return random.uniform(ceiling / 2, ceiling)
 
+    async def _progress(self, job: Job) -> None:
+        await self._queue.save_progress(job)
+        await self._changed(job.id)
+
     async def _execute(self, job: Job) -> tuple[JobStatus, str | None]:
+        if job.kind is JobKind.CRAWL and self._crawl is not None:
+            return await self._run_crawl(job, self._crawl)
         if job.kind is not JobKind.INGEST:
             return JobStatus.FAILED, f"this SKR cannot run {job.kind} jobs yet"
         job.counters.discovered = 1
@@ -140,6 +149,7 @@ class JobWorker:
             logger.exception("job %s failed unexpectedly", job.id)
             return await self._failed(job, "internal error while ingesting (see the server log)")
         job.counters.fetched = 1
+        job.counters.chunks_embedded = outcome.embedded
         if outcome.kind is PageOutcomeKind.INDEXED:
             job.counters.indexed = 1
         else:
@@ -149,6 +159,18 @@ class JobWorker:
         if self._on_page is not None:
             self._on_page(outcome)
         return JobStatus.SUCCEEDED, None
+
+    async def _run_crawl(self, job: Job, crawl: CrawlService) -> tuple[JobStatus, str | None]:
+        try:
+            return await crawl.run(job, self.owner, self._progress)
+        except DependencyError:
+            raise  # transient: the job is retried after a backoff, its frontier kept
+        except SKRError as exc:
+            logger.warning("crawl %s failed: %s", job.id, exc.detail)
+            return JobStatus.FAILED, exc.detail
+        except Exception:  # a bug must fail the job, not kill the worker
+            logger.exception("crawl %s failed unexpectedly", job.id)
+            return JobStatus.FAILED, "internal error while crawling (see the server log)"
 
     async def _failed(self, job: Job, reason: str) -> tuple[JobStatus, str | None]:
         job.counters.failed += 1

@@ -135,6 +135,7 @@ class SearchService:
                     score=item.score,
                     kind=chunk.kind,
                     image_url=chunk.image.src if chunk.image else None,
+                    section=chunk.heading_path,
                 )
             )
         return hits
@@ -162,6 +163,7 @@ def _hit_to_json(hit: Hit) -> dict[str, object]:
         "score": hit.score,
         "kind": hit.kind.value,
         "image_url": hit.image_url,
+        "section": hit.section,
     }
 
 
@@ -175,4 +177,5 @@ def _hit_from_json(data: dict[str, object]) -> Hit:
         score=float(data["score"]),  # type: ignore[arg-type]
         kind=ChunkKind(str(data["kind"])),
         image_url=None if data["image_url"] is None else str(data["image_url"]),
+        section=str(data.get("section", "")),
     )

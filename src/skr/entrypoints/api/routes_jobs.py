@@ -10,10 +10,12 @@ import anyio
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
+from skr.container import Container
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import Job, JobKind
 from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
 from skr.entrypoints.api.schemas import (
+    CrawlOptions,
     IngestAccepted,
     IngestRequest,
     JobCountersRead,
@@ -23,6 +25,7 @@ from skr.entrypoints.api.schemas import (
 )
 from skr.services.collections import resolve_collection
 from skr.services.jobs import job_rate, watch_job
+from skr.services.url_normalization import normalize_url, same_site
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -57,17 +60,30 @@ def job_read(job: Job) -> JobRead:
     )
 
 
+def _crawl_options(crawl: CrawlOptions, url: str, container: Container) -> dict[str, object]:
+    limit = container.settings.crawl_max_pages_limit
+    if crawl.max_pages > limit:
+        raise InvalidInputError(f"max_pages is at most {limit} on this SKR")
+    if crawl.prefix is not None:
+        prefix = normalize_url(crawl.prefix)
+        if not same_site(url, url, prefix=prefix):
+            raise InvalidInputError("the start URL must be under the crawl's prefix")
+    return crawl.model_dump()
+
+
 @router.post("/ingest", status_code=202, response_model=IngestAccepted)
 async def ingest(
     body: IngestRequest, container: ContainerDep, tenant: TenantDep, response: Response
 ) -> IngestAccepted:
-    """Queue a page for ingestion; the work happens in the background."""
-    if body.crawl is not None:
-        raise InvalidInputError("site crawls are not available in this version of SKR yet")
+    """Queue a page (HTML or PDF) for ingestion, or with `crawl` a whole site; the work
+    happens in the background."""
     url = body.url.strip().split("#", 1)[0]
     await container.fetcher.check_url(url)
+    kind, options = JobKind.INGEST, dict[str, object]()
+    if body.crawl is not None:
+        kind, options = JobKind.CRAWL, {"crawl": _crawl_options(body.crawl, url, container)}
     collection = await resolve_collection(container.store, body.collection, tenant)
-    job = await container.job_queue.enqueue(JobKind.INGEST, collection.id, url, {})
+    job = await container.job_queue.enqueue(kind, collection.id, url, options)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return IngestAccepted(job_id=job.id, status=job.status.value, url=url)
 

@@ -54,6 +54,7 @@ async def search(
                 score=h.score,
                 kind=h.kind.value,
                 image_url=h.image_url,
+                section=h.section,
             )
             for h in hits
         ]
@@ -64,7 +65,14 @@ def answer_read(answer: Answer) -> AnswerRead:
     return AnswerRead(
         answer=answer.answer,
         citations=[
-            CitationRead(n=c.n, url=c.url, title=c.title, quote=c.quote, chunk_id=c.chunk_id)
+            CitationRead(
+                n=c.n,
+                url=c.url,
+                title=c.title,
+                quote=c.quote,
+                chunk_id=c.chunk_id,
+                section=c.section,
+            )
             for c in answer.citations
         ],
         mode="llm" if answer.mode == "llm" else "extractive",

@@ -13,10 +13,15 @@ COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class CrawlOptions(BaseModel):
+    """A site crawl from the URL: links followed to ``max_depth`` hops, at most
+    ``max_pages`` URLs, on the same host (or its subdomains when ``same_host`` is false),
+    or only under ``prefix`` when given; pages listed in the site's sitemaps too."""
+
     model_config = ConfigDict(extra="forbid")
-    max_depth: int = Field(default=2, ge=0, le=20)
-    max_pages: int = Field(default=100, ge=1, le=100_000)
+    max_depth: int = Field(default=3, ge=0, le=50)
+    max_pages: int = Field(default=200, ge=1, le=1_000_000)
     same_host: bool = True
+    prefix: str | None = Field(default=None, min_length=1, max_length=2048)
     sitemap: bool = True
 
 
@@ -40,6 +45,8 @@ class JobCountersRead(BaseModel):
     unchanged: int
     skipped: int
     failed: int
+    removed: int
+    chunks_embedded: int
 
 
 class JobErrorRead(BaseModel):
@@ -78,6 +85,7 @@ class HitRead(BaseModel):
     score: float
     kind: Literal["text", "image"]
     image_url: str | None = None
+    section: str = ""
 
 
 class ImageRead(BaseModel):
@@ -120,6 +128,7 @@ class CitationRead(BaseModel):
     title: str
     quote: str
     chunk_id: str
+    section: str = ""
 
 
 class AnswerRead(BaseModel):
