@@ -171,9 +171,15 @@ async def open_store(settings: Settings, *, model_id: str, dimensions: int) -> A
 
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     from skr.adapters.redis_cache import RedisCache
+    from skr.adapters.redis_host_limiter import RedisHostLimiter
     from skr.adapters.redis_job_events import RedisJobEvents
     from skr.adapters.resilient_cache import ResilientCache
+    from skr.adapters.resilient_host_limiter import ResilientHostLimiter
 
     assert settings.redis_url is not None
     redis = RedisCache(settings.redis_url)
@@ -185,6 +191,15 @@ async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack
     await events.start()
     stack.push_async_callback(events.aclose)
     backend.job_events = events
+    # Politeness per host is shared by every worker; without Redis, kept per process.
+    limiter_client = Redis.from_url(
+        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 1),
+    )  # fmt: skip
+    stack.push_async_callback(limiter_client.aclose)
+    backend.host_limiter = ResilientHostLimiter(
+        RedisHostLimiter(limiter_client), backend.host_limiter
+    )
 
     async def redis_state() -> str:
         return "degraded: Redis unreachable, serving without it" if cache.degraded else "ok"
