@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -57,11 +58,14 @@ def free_port() -> int:
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     delay_seconds = 0.0
+    # (monotonic time, path, User-Agent) of every GET, in arrival order
+    requests: ClassVar[list[tuple[float, str, str]]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         return
 
     def do_GET(self) -> None:
+        self.requests.append((time.monotonic(), self.path, self.headers.get("User-Agent", "")))
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         super().do_GET()
@@ -71,7 +75,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def static_site(root: Path, delay_seconds: float = 0.0) -> Iterator[tuple[str, type]]:
     """Serve ``root`` on 127.0.0.1; yields the base URL and the handler class (whose
     ``delay_seconds`` a test may change while the server runs)."""
-    handler = type("Handler", (_QuietHandler,), {"delay_seconds": delay_seconds})
+    handler = type("Handler", (_QuietHandler,), {"delay_seconds": delay_seconds, "requests": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -13,6 +13,7 @@ MIN_PAGES = 3
 """A paragraph is boilerplate once this many earlier pages had it..."""
 MIN_SHARE = 0.5
 """...and at least this share of the pages seen so far."""
+_IMAGE = "\x00image "  # images are counted by their URL, apart from any text
 
 
 def _key(paragraph: str) -> bytes:
@@ -40,22 +41,24 @@ class SiteBoilerplate:
         return count >= self._min_pages and count >= self._min_share * self._pages
 
     def filter(self, page: ExtractedPage) -> ExtractedPage:
-        """``page`` without its boilerplate paragraphs (sections left empty are dropped);
-        the page's paragraphs are counted afterwards."""
+        """``page`` without its boilerplate paragraphs (sections left empty are dropped) and
+        images (a logo on every page); the page's parts are counted afterwards."""
         sections: list[tuple[str, str]] = []
         for heading, text in page.sections:
             kept = [p for p in text.split("\n\n") if p.strip() and not self.is_boilerplate(p)]
             if kept:
                 sections.append((heading, "\n\n".join(kept)))
+        images = [i for i in page.images if not self.is_boilerplate(_IMAGE + i.src)]
         self._count(page)
-        if sections == page.sections:
+        if sections == page.sections and images == page.images:
             return page
         text = "\n\n".join(body for _, body in sections)
-        return replace(page, sections=sections, text=text)
+        return replace(page, sections=sections, text=text, images=images)
 
     def _count(self, page: ExtractedPage) -> None:
         self._pages += 1
         keys = {_key(p) for _, text in page.sections for p in text.split("\n\n") if p.strip()}
+        keys |= {_key(_IMAGE + image.src) for image in page.images}
         self._seen.update(keys)
         if len(self._seen) > self._max_paragraphs:
             self._seen = Counter({k: n for k, n in self._seen.items() if n > 1})

@@ -386,7 +386,7 @@ class CrawlService:
                         f"robots.txt unreadable, so nothing is fetched: {exc.detail}",
                     )
                     policy = RobotsPolicy.deny_all()
-            self._fetcher.set_crawl_delay(host, policy.crawl_delay())
+            await self._fetcher.set_crawl_delay(host, policy.crawl_delay())
             run.robots[host] = policy
             return policy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -33,6 +34,7 @@ EMBED_BATCH_CHUNKS = 256
 PDF_MEDIA_TYPE = "application/pdf"
 PAGE_MEDIA_TYPES = HTML_MEDIA_TYPES | {PDF_MEDIA_TYPE}
 IMAGE_MEDIA_TYPES = frozenset({"image/*"})
+_IMAGE_READINGS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,9 @@ class IngestService:
         self._max_tokens = max_tokens
         self._image_reader = image_reader
         self._image_options = image_options or ImageOptions()
+        # what each image URL held when last read: the same logo on every page of a site
+        # is fetched and read once (None: not an image, or too small to keep)
+        self._image_readings: OrderedDict[str, str | None] = OrderedDict()
 
     async def ingest_page(self, url: str, collection_id: str) -> PageOutcome:
         """Fetch, extract and index one page (HTML or PDF)."""
@@ -272,22 +277,36 @@ class IngestService:
         that cannot be fetched keeps what the page says about it."""
         if self._image_reader is None or not page.images:
             return page
-        options = self._image_options
         kept = []
-        for image in page.images[: options.max_per_page]:
+        for image in page.images[: self._image_options.max_per_page]:
             try:
-                fetched = await self._fetcher.fetch(
-                    image.src, accept=IMAGE_MEDIA_TYPES, max_bytes=options.max_bytes
-                )
+                text = await self._image_text(self._image_reader, image.src)
             except FetchError as exc:
                 logger.info("image %s not read: %s", image.src, exc.detail)
                 kept.append(image)
                 continue
-            reading = await self._image_reader.read(fetched.body)
-            if reading is None or min(reading.width, reading.height) < options.min_side:
-                continue
-            kept.append(replace(image, ocr_text=reading.text) if reading.text else image)
+            if text is not None:
+                kept.append(replace(image, ocr_text=text) if text else image)
         return replace(page, images=kept)
+
+    async def _image_text(self, reader: ImageReader, src: str) -> str | None:
+        """The text in the image at ``src`` ("" for none); ``None`` when it is not an
+        image or too small to keep. Remembered for the last few thousand images."""
+        if src in self._image_readings:
+            self._image_readings.move_to_end(src)
+            return self._image_readings[src]
+        options = self._image_options
+        fetched = await self._fetcher.fetch(
+            src, accept=IMAGE_MEDIA_TYPES, max_bytes=options.max_bytes
+        )
+        reading = await reader.read(fetched.body)
+        text = None
+        if reading is not None and min(reading.width, reading.height) >= options.min_side:
+            text = reading.text
+        self._image_readings[src] = text
+        while len(self._image_readings) > _IMAGE_READINGS_KEPT:
+            self._image_readings.popitem(last=False)
+        return text
 
     async def _reusable_vectors(self, planned: _Planned) -> dict[str, Vector]:
         """Vectors of the stored version's chunks, by the exact text that was embedded, when

@@ -46,13 +46,17 @@ class PoliteFetcher:
         self._slot_lease = slot_lease_seconds
         self._crawl_delays: OrderedDict[str, float] = OrderedDict()
 
-    def set_crawl_delay(self, host: str, seconds: float | None) -> None:
-        """The ``Crawl-delay`` a host's robots.txt asks of SKR (``None``: none)."""
+    async def set_crawl_delay(self, host: str, seconds: float | None) -> None:
+        """The ``Crawl-delay`` a host's robots.txt asks of SKR (``None``: none). The request
+        that read robots.txt counts: the next one waits the delay from now."""
         self._crawl_delays.pop(host, None)
         if seconds is not None and seconds > 0:
-            self._crawl_delays[host] = min(seconds, self._max_delay)
+            delay = min(seconds, self._max_delay)
+            self._crawl_delays[host] = delay
             while len(self._crawl_delays) > _MAX_REMEMBERED_HOSTS:
                 self._crawl_delays.popitem(last=False)
+            if delay > self._interval:
+                await self._limiter.hold_off(host, delay)
 
     def interval_for(self, host: str) -> float:
         return max(self._interval, self._crawl_delays.get(host, 0.0))
