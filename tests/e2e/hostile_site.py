@@ -42,6 +42,13 @@ MALFORMED_BODY = (
     "<!-- a comment that is never closed <p>hidden"
 ).encode()
 OK_TITLE = "A perfectly normal page"
+SITEMAP_PRIVATE_ENTRY = "http://internal.hostile.test/secret"
+"""Listed in /sitemap.xml: a subdomain a test's resolver puts on a private address."""
+SITEMAP_BODY = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+    f"<url><loc>{SITEMAP_PRIVATE_ENTRY}</loc></url></urlset>"
+).encode()
 CASES_LINKED = (
     "/missing",
     "/gone",
@@ -251,8 +258,9 @@ CASES: dict[str, Case] = {
     "/error": _fixed(500, b"<h1>Internal Server Error</h1>"),
     "/pdf": _fixed(200, PDF_BODY, content_type="application/pdf"),
     "/image.png": _fixed(200, PNG_BODY, content_type="image/png"),
+    "/sitemap.xml": _fixed(200, SITEMAP_BODY, content_type="application/xml"),
 }
-assert set(CASES) == {"/ok.html", *CASES_LINKED}
+assert set(CASES) == {"/ok.html", "/sitemap.xml", *CASES_LINKED}
 
 
 class HostileSite:

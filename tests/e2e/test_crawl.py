@@ -4,6 +4,7 @@ after one page changed, and after one page was deleted."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections.abc import Iterator
@@ -104,7 +105,7 @@ def test_a_crawl_keeps_to_robots_txt_and_its_crawl_delay(
     pages = [p for p in paths if p.startswith("/tutorial/")]
     assert len(pages) == len(set(pages)), "a page was fetched twice"
     starts = sorted(t for t, _, _ in requests)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= CRAWL_DELAY * 0.8, f"Crawl-delay not kept: {min(gaps):.3f} s"
 
 

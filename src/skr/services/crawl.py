@@ -12,7 +12,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from skr.domain.errors import FetchError, InvalidInputError, NotFoundError, SKRError
+from skr.domain.errors import (
+    BlockedURLError,
+    FetchError,
+    InvalidInputError,
+    NotFoundError,
+    SKRError,
+)
 from skr.domain.models import (
     DEFAULT_TENANT,
     Document,
@@ -91,6 +97,7 @@ class _Run:
     options: CrawlOptions
     robots: dict[str, RobotsPolicy] = field(default_factory=dict)
     robots_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    blocked_hosts: dict[str, str] = field(default_factory=dict)  # host -> the guard's refusal
     boilerplate: SiteBoilerplate = field(default_factory=SiteBoilerplate)
     in_flight: set[str] = field(default_factory=set)
     last_report: float = 0.0
@@ -237,6 +244,9 @@ class CrawlService:
         url, job = item.url, run.job
         existing = await self._store.find_document(job.collection_id, url)
         policy = await self._robots(run, url)
+        if host_key(url) in run.blocked_hosts:
+            await self._finish(run, item, FrontierState.FAILED, run.blocked_hosts[host_key(url)])
+            return
         if not policy.allowed(url):
             await self._removed_or(
                 run, item, existing, FrontierState.SKIPPED, "disallowed by robots.txt"
@@ -376,6 +386,9 @@ class CrawlService:
             try:
                 fetched = await self._fetcher.fetch(robots_url, accept=_ANY, max_bytes=500_000)
                 policy = RobotsPolicy.parse(fetched.body, self._user_agent)
+            except BlockedURLError as exc:  # the host itself is refused, not only robots.txt
+                run.blocked_hosts[host] = exc.detail
+                policy = RobotsPolicy.deny_all()
             except FetchError as exc:
                 if exc.status is not None and 400 <= exc.status < 500:
                     policy = RobotsPolicy.allow_all()
