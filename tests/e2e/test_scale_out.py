@@ -122,6 +122,55 @@ def test_two_apis_two_workers_survive_a_killed_worker(
     assert docs == (len(pages), len(pages))
 
 
+def test_a_crawl_continues_on_another_worker_after_kill_9(
+    tmp_path: Path, site_root: Path, database_url: str
+) -> None:
+    if not (site_root / "tutorial" / "index.html").is_file():
+        pytest.fail(f"the Flask tutorial is missing under {site_root}")
+    migrate(tmp_path, database_url)
+    slow = {"SKR_CRAWL_URL_LEASE_SECONDS": "4", "SKR_CRAWL_HOST_INTERVAL_SECONDS": "0",
+            "SKR_OCR_ENABLED": "false", "SKR_REDIS_URL": REDIS_URL}  # fmt: skip
+    api = process(tmp_path, "api", "serve", database_url, SKR_RUN_WORKERS="false", **slow)
+    workers = [process(tmp_path, f"worker{i}", "worker", database_url, **slow) for i in (1, 2)]
+    with static_site(site_root, delay_seconds=0.4) as (base, handler):
+        api.start()
+        workers[0].start()
+        try:
+            body = {
+                "url": f"{base}/tutorial/index.html",
+                "crawl": {"max_depth": 1, "prefix": f"{base}/tutorial/", "sitemap": False},
+            }
+            job_id = httpx.post(f"{api.url}/v1/ingest", json=body).json()["job_id"]
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{api.url}/v1/jobs/{job_id}").json()["counters"]["fetched"] < 3:
+                assert time.monotonic() < deadline, "the crawl did not start"
+                time.sleep(0.05)
+            workers[1].start()
+            workers[0].kill()  # the only worker that held the crawl, mid-way
+            done = wait_for_job(api.url, job_id, timeout=180)
+        finally:
+            for p in [api, *workers]:
+                p.stop()
+    assert done["status"] == "succeeded", done
+    counters = done["counters"]
+    assert counters["indexed"] == counters["discovered"] == 12, done  # type: ignore[index]
+    fetches = [path for _, path, _ in handler.requests if path.startswith("/tutorial/")]  # type: ignore[attr-defined]
+    assert len(fetches) - len(set(fetches)) <= 4  # at most the URLs in flight at the kill
+    with psycopg.connect(database_url) as conn:
+        duplicates = conn.execute(
+            "SELECT count(*) FROM (SELECT document_id, ordinal FROM chunks "
+            "GROUP BY document_id, ordinal HAVING count(*) > 1) d"
+        ).fetchone()
+        docs = conn.execute("SELECT count(*), count(DISTINCT url) FROM documents").fetchone()
+        states = conn.execute(
+            "SELECT state, count(*) FROM crawl_frontier WHERE job_id = %s GROUP BY state",
+            (job_id,),
+        ).fetchall()
+    assert duplicates == (0,)
+    assert docs == (12, 12)
+    assert dict(states) == {"indexed": 12}
+
+
 def job_event_statuses(base: str, job_id: str, timeout: float = 60) -> list[str]:
     """The statuses of every `event: job` of the job's event stream, read until the server
     ends it; a stream that outlives ``timeout`` fails the test."""
