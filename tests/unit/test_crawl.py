@@ -259,3 +259,23 @@ async def test_a_stopped_run_hands_back_its_urls_and_the_next_run_continues(
     refetched = done_before & set(harness.fetcher.fetched)
     assert not refetched, f"the second run fetched again {refetched}"
     assert job.counters.indexed == 5
+
+
+async def test_sitemap_indexes_are_followed_to_their_pages(harness: Harness) -> None:
+    pages = harness.fetcher.pages
+    pages[f"{SITE}/robots.txt"] = f"User-agent: *\nSitemap: {SITE}/sitemap-index.xml\n"
+    pages[f"{SITE}/sitemap-index.xml"] = (
+        '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<sitemap><loc>{SITE}/sitemap-pages.xml</loc></sitemap></sitemapindex>"
+    )
+    pages[f"{SITE}/sitemap-pages.xml"] = SITEMAP
+    del pages[f"{SITE}/sitemap.xml"]
+    await harness.crawl_once(max_depth=0)
+    assert harness.stored_urls() == {f"{SITE}/", f"{SITE}/orphan"}
+
+
+async def test_without_a_sitemap_line_the_default_sitemap_is_read(harness: Harness) -> None:
+    harness.fetcher.pages[f"{SITE}/robots.txt"] = "User-agent: *\nDisallow:\n"
+    await harness.crawl_once(max_depth=0)
+    assert harness.stored_urls() == {f"{SITE}/", f"{SITE}/orphan"}
+    assert f"{SITE}/sitemap.xml" in harness.fetcher.fetched

@@ -100,6 +100,7 @@ class _Run:
     blocked_hosts: dict[str, str] = field(default_factory=dict)  # host -> the guard's refusal
     boilerplate: SiteBoilerplate = field(default_factory=SiteBoilerplate)
     in_flight: set[str] = field(default_factory=set)
+    progress: anyio.Event = field(default_factory=anyio.Event)  # set when a page ends
     last_report: float = 0.0
 
 
@@ -201,17 +202,17 @@ class CrawlService:
 
     async def _work(self, run: _Run, report: Callable[[Job], Awaitable[None]]) -> None:
         limit = anyio.Semaphore(self._settings.concurrency)
-        progress = anyio.Event()
         async with anyio.create_task_group() as group:
             while True:
                 await limit.acquire()
+                run.progress = anyio.Event()  # before leasing: no finish goes unnoticed
                 items = await self._frontier.lease(
                     run.job.id, run.owner, self._settings.lease_seconds, 1
                 )
                 items = [i for i in items if i.url not in run.in_flight]
                 if items:
                     run.in_flight.add(items[0].url)
-                    group.start_soon(self._page_task, run, items[0], limit, progress, report)
+                    group.start_soon(self._page_task, run, items[0], limit, report)
                     continue
                 limit.release()
                 if not run.in_flight:
@@ -220,16 +221,14 @@ class CrawlService:
                         return
                     await anyio.sleep(min(max(due, 0.05), 1.0))
                     continue
-                with anyio.move_on_after(1.0):
-                    await progress.wait()
-                progress = anyio.Event()
+                with anyio.move_on_after(1.0):  # a page ends, and may have added URLs
+                    await run.progress.wait()
 
     async def _page_task(
         self,
         run: _Run,
         item: FrontierItem,
         limit: anyio.Semaphore,
-        progress: anyio.Event,
         report: Callable[[Job], Awaitable[None]],
     ) -> None:
         try:
@@ -238,7 +237,7 @@ class CrawlService:
         finally:
             run.in_flight.discard(item.url)
             limit.release()
-            progress.set()
+            run.progress.set()
 
     async def _crawl_page(self, run: _Run, item: FrontierItem) -> None:
         url, job = item.url, run.job

@@ -1,0 +1,102 @@
+"""A full crawl of the Flask docs on loopback through `skr serve`: pages/s and chunks/s
+against the embedder's own throughput on the same chunks, then a re-crawl with nothing
+changed, timed against the first crawl. One run, ratios in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_pipeline import embedder_alone
+from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site
+
+
+def crawl(server: SkrServer, base: str, max_pages: int) -> tuple[dict[str, object], float]:
+    body = {"url": f"{base}/index.html", "crawl": {"max_depth": 5, "max_pages": max_pages}}
+    started = time.perf_counter()
+    job_id = httpx.post(f"{server.url}/v1/ingest", json=body).json()["job_id"]
+    while True:  # one light request every half second, so polling does not steal the CPU
+        time.sleep(0.5)
+        job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
+        if job["status"] in {"succeeded", "failed", "cancelled"}:
+            return job, time.perf_counter() - started  # type: ignore[no-any-return]
+
+
+def stored_chunks(server: SkrServer) -> tuple[int, int]:
+    documents = chunks = 0
+    cursor = None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        body = httpx.get(f"{server.url}/v1/documents", params=params).json()
+        documents += len(body["documents"])
+        chunks += sum(d["chunk_count"] for d in body["documents"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return documents, chunks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--site", type=Path, default=SHARED_SITE)
+    parser.add_argument("--max-pages", type=int, default=500)
+    args = parser.parse_args()
+    if not args.site.is_dir():
+        sys.exit(f"the Flask docs are not at {args.site}; pass --site")
+    n_chunks, embed_s, _ = asyncio.run(embedder_alone(args.site))
+    embedder_rate = n_chunks / embed_s
+    work = Path(tempfile.mkdtemp(prefix="skr-bench-crawl-"))
+    server = SkrServer(work / "data", free_port(), work / "server.log", SKR_LOG_LEVEL="warning")
+    with static_site(args.site) as (base, _):
+        server.start()
+        try:
+            first, first_s = crawl(server, base, args.max_pages)
+            documents, chunks = stored_chunks(server)
+            again, again_s = crawl(server, base, args.max_pages)
+        finally:
+            server.stop()
+    c1, c2 = first["counters"], again["counters"]  # type: ignore[index]
+    crawl_rate = c1["chunks_embedded"] / first_s  # type: ignore[index]
+    results = {
+        "embedder_chunks": n_chunks,
+        "embedder_chunks_per_s": embedder_rate,
+        "crawl_status": first["status"],
+        "crawl_counters": c1,
+        "crawl_seconds": first_s,
+        "crawl_pages_per_s": documents / first_s,
+        "crawl_chunks_per_s": crawl_rate,
+        "crawl_vs_embedder": crawl_rate / embedder_rate,
+        "stored_documents": documents,
+        "stored_chunks": chunks,
+        "recrawl_counters": c2,
+        "recrawl_seconds": again_s,
+        "recrawl_vs_crawl": again_s / first_s,
+    }
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"embedder alone : {n_chunks} chunks in {embed_s:.1f} s = {embedder_rate:.1f} chunks/s")
+    print(
+        f"first crawl    : {first['status']}, {documents} pages, {c1['chunks_embedded']} chunks "  # type: ignore[index]
+        f"embedded in {first_s:.1f} s = {documents / first_s:.2f} pages/s, {crawl_rate:.1f} chunks/s"
+    )
+    print(f"  counters     : {c1}")
+    print(f"crawl / embedder throughput: {crawl_rate / embedder_rate:.2f}")
+    print(
+        f"re-crawl, nothing changed: {again_s:.1f} s = {again_s / first_s:.3f} of the first crawl"
+    )
+    print(f"  counters     : {c2}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "crawl.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
