@@ -17,8 +17,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_pipeline import embedder_alone
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site
+
+from bench.bench_pipeline import embedder_alone
 
 
 def crawl(server: SkrServer, base: str, max_pages: int) -> tuple[dict[str, object], float]:
