@@ -50,13 +50,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--site", type=Path, default=SHARED_SITE)
     parser.add_argument("--max-pages", type=int, default=500)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="SKR_X=V", help="a setting for skr serve"
+    )
     args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     if not args.site.is_dir():
         sys.exit(f"the Flask docs are not at {args.site}; pass --site")
     n_chunks, embed_s, _ = asyncio.run(embedder_alone(args.site))
     embedder_rate = n_chunks / embed_s
     work = Path(tempfile.mkdtemp(prefix="skr-bench-crawl-"))
-    server = SkrServer(work / "data", free_port(), work / "server.log", SKR_LOG_LEVEL="warning")
+    server = SkrServer(
+        work / "data", free_port(), work / "server.log", SKR_LOG_LEVEL="warning", **env
+    )
     with static_site(args.site) as (base, _):
         server.start()
         try:

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # crawling
     crawl_concurrency: int = Field(default=4, ge=1, le=64)
     crawl_host_concurrency: int = Field(default=2, ge=1, le=64)
-    crawl_host_interval_seconds: float = Field(default=0.2, ge=0)
+    crawl_host_interval_seconds: float = Field(default=0.0, ge=0)
     crawl_max_delay_seconds: float = Field(default=30.0, ge=0)
     crawl_url_attempts: int = Field(default=3, ge=1, le=20)
     crawl_url_lease_seconds: float = Field(default=120.0, ge=1)

@@ -58,3 +58,18 @@ async def test_a_429_holds_the_host_off_for_its_retry_after() -> None:
         await fetcher.fetch(A)
     assert await timed(fetcher, B) < 0.1  # other hosts are not held
     assert await timed(fetcher, A) >= 0.4
+
+
+async def test_a_slow_host_is_asked_slower() -> None:
+    inner = DictFetcher({A: "a"})
+    original = inner.fetch
+
+    async def slow(url: str, **kwargs: object) -> object:
+        await anyio.sleep(0.3)
+        return await original(url, **kwargs)  # type: ignore[arg-type]
+
+    inner.fetch = slow  # type: ignore[method-assign]
+    fetcher = polite(inner)
+    assert fetcher.interval_for("a.test") == 0.0
+    await fetcher.fetch(A)
+    assert 0.25 <= fetcher.interval_for("a.test") <= 1.0

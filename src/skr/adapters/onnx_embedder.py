@@ -200,6 +200,7 @@ class OnnxMiniLMEmbedder:
         self._tokenizer: MiniLMTokenizer | None = None
         self._session: Any = None
         self._worker: PriorityWorker | None = None
+        self._bulk_calls = 0  # bulk embed calls started and not finished
         self._feeds_token_types = False
         self._output_name = "last_hidden_state"
         self._errors: tuple[type[BaseException], ...] = ()
@@ -272,13 +273,21 @@ class OnnxMiniLMEmbedder:
         async def run(fn: Callable[[], T]) -> T:
             return await asyncio.wrap_future(worker.submit(priority, fn))
 
-        encoded = await run(functools.partial(self.tokenizer.encode_for_model, texts))
-        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
-        vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
-        for rows in self._batches(order, [len(e) for e in encoded]):
-            batch = [encoded[row] for row in rows]
-            vectors[rows] = await run(functools.partial(self._embed_batch, batch))
         if priority == BULK:
+            self._bulk_calls += 1
+        try:
+            encoded = await run(functools.partial(self.tokenizer.encode_for_model, texts))
+            order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+            vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
+            for rows in self._batches(order, [len(e) for e in encoded]):
+                batch = [encoded[row] for row in rows]
+                vectors[rows] = await run(functools.partial(self._embed_batch, batch))
+        finally:
+            if priority == BULK:
+                self._bulk_calls -= 1
+        # the heap goes back to the OS once no bulk work is waiting (a crawl embeds page
+        # after page: trimming between them would only make the next one fault it back in)
+        if priority == BULK and self._bulk_calls == 0:
             await run(_release_free_heap)
         return vectors
 
