@@ -109,6 +109,9 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
                 max_retries=settings.llm_max_retries,
                 breaker_failures=settings.llm_breaker_failures,
                 breaker_reset_seconds=settings.llm_breaker_reset_seconds,
+                limiter=backend.host_limiter,
+                max_concurrency=settings.llm_max_concurrency,
+                queue_seconds=settings.llm_queue_seconds,
             )
             stack.push_async_callback(llm.aclose)
             generator = llm

@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # admission control: per class of endpoint, requests at once, waiting, and how long
+    admission_search_concurrency: int = Field(default=8, ge=1, le=10_000)
+    admission_search_queue: int = Field(default=64, ge=0, le=100_000)
+    admission_ask_concurrency: int = Field(default=4, ge=1, le=10_000)
+    admission_ask_queue: int = Field(default=32, ge=0, le=100_000)
+    admission_write_concurrency: int = Field(default=8, ge=1, le=10_000)
+    admission_write_queue: int = Field(default=32, ge=0, le=100_000)
+    admission_read_concurrency: int = Field(default=16, ge=1, le=10_000)
+    admission_read_queue: int = Field(default=64, ge=0, le=100_000)
+    admission_stream_concurrency: int = Field(default=256, ge=1, le=100_000)
+    admission_wait_seconds: float = Field(default=0.5, ge=0)
+    admission_unready_sheds: int = Field(default=20, ge=1)
+    admission_unready_window_seconds: float = Field(default=2.0, gt=0)
+
     # fetching and the network guard
     allow_private_networks: bool = False
     user_agent: str = "SKR/0.1 (+https://github.com/skr-project/skr; Smart Knowledge Repository)"
@@ -89,6 +103,8 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_breaker_failures: int = Field(default=5, ge=1)
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    llm_max_concurrency: int = Field(default=4, ge=1, le=1000)
+    llm_queue_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -291,3 +291,28 @@ async def test_half_open_lets_exactly_one_trial_through(server: FakeLLMServer) -
     assert sum(o.startswith("According to the sources") for o in outcomes) == 1
     assert sum("circuit open" in o for o in outcomes) == 4
     assert state_of(generator) == "closed"
+
+
+@pytest.mark.anyio
+async def test_calls_beyond_the_shared_limit_fail_fast_instead_of_queueing(
+    server: FakeLLMServer,
+) -> None:
+    from skr.adapters.memory_host_limiter import InMemoryHostLimiter
+
+    server.mode, server.delay_seconds = "slow", 0.6
+    limiter = InMemoryHostLimiter()
+    first = make_generator(server.base_url, limiter=limiter, max_concurrency=1, queue_seconds=0.1)
+    second = make_generator(server.base_url, limiter=limiter, max_concurrency=1, queue_seconds=0.1)
+    answers: list[str] = []
+    async with first, second, anyio.create_task_group() as group:
+
+        async def slow_answer() -> None:
+            answers.append(await first.generate(QUESTION, PASSAGES))
+
+        group.start_soon(slow_answer)
+        await anyio.sleep(0.1)
+        began = anyio.current_time()
+        error = await expect_failure(second)  # another process of the same fleet
+        assert anyio.current_time() - began < 0.5
+    assert "busy" in error.detail
+    assert answers and server.request_count == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal, Self
@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from skr.domain.errors import GenerationError
 from skr.ports.generator import NumberedPassage
+from skr.ports.host_limiter import HostLimiter
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages given by the user. "
@@ -206,6 +207,9 @@ class OpenAIGenerator:
         temperature: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        limiter: HostLimiter | None = None,
+        max_concurrency: int = 4,
+        queue_seconds: float = 2.0,
     ) -> None:
         self._base_url = base_url
         self._api_key = api_key
@@ -222,6 +226,9 @@ class OpenAIGenerator:
             clock=clock,
         )
         self._client: openai.AsyncOpenAI | None = None
+        self._limiter = limiter
+        self._max_concurrency = max_concurrency
+        self._queue_seconds = queue_seconds
 
     @property
     def breaker_state(self) -> BreakerState:
@@ -243,6 +250,25 @@ class OpenAIGenerator:
         await self.aclose()
 
     async def generate(self, question: str, passages: Sequence[NumberedPassage]) -> str:
+        """The model's answer; at most ``max_concurrency`` calls at once across every
+        process sharing the ``limiter`` (Redis in scale-out), a call that cannot get a
+        place within ``queue_seconds`` fails at once (the caller answers without it)."""
+        async with AsyncExitStack() as stack:
+            if self._limiter is not None:
+                place = self._limiter.slot(
+                    f"llm:{self._base_url}", self._max_concurrency, self._deadline + 5
+                )
+                try:
+                    with anyio.fail_after(self._queue_seconds):
+                        await stack.enter_async_context(place)
+                except TimeoutError as exc:
+                    raise GenerationError(
+                        f"the language model is busy ({self._max_concurrency} answers being "
+                        "written already)"
+                    ) from exc
+            return await self._generate(question, passages)
+
+    async def _generate(self, question: str, passages: Sequence[NumberedPassage]) -> str:
         client = self._ensure_client()
         messages = build_messages(question, passages)
         progress = _Progress()

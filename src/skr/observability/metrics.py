@@ -23,6 +23,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.http_shed = Counter(
+            "skr_http_shed",
+            "Requests refused with 503 by admission control, by endpoint class",
+            ["gate"],
+            registry=r,
+        )
+        self.admission = Gauge(
+            "skr_admission",
+            "Requests running and waiting at each admission gate",
+            ["gate", "state"],
+            registry=r,
+        )
         self.ingest_pages = Counter(
             "skr_ingest_pages", "Pages ingested, by outcome", ["outcome"], registry=r
         )

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from skr.container import Container, build_container
 from skr.entrypoints.api import routes_health, routes_jobs, routes_library, routes_search
+from skr.entrypoints.api.admission import Admission, AdmissionMiddleware
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
 from skr.observability.metrics import Metrics
@@ -44,6 +45,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.container = None
+    admission = Admission.from_settings(resolved)
+    app.state.admission = admission
     install_problem_handlers(app)
     for module in (routes_health, routes_jobs, routes_search, routes_library):
         app.include_router(module.router)
@@ -52,7 +55,14 @@ def create_app(
         container = app.state.container
         return None if container is None else container.metrics
 
+    def count_shed(gate: str) -> None:
+        metrics = current_metrics()
+        if metrics is not None:
+            metrics.http_shed.labels(gate).inc()
+
+    # outermost last: metrics see every request, shed ones included
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes)
+    app.add_middleware(AdmissionMiddleware, admission=admission, on_shed=count_shed)
     app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
     return app
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -19,16 +19,20 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(container: ContainerDep) -> JSONResponse:
-    """Dependency state from a check cached for a few seconds."""
+async def readyz(container: ContainerDep, request: Request) -> JSONResponse:
+    """Dependency state from a check cached for a few seconds; unready too while this
+    process is shedding hard, so a balancer sends its work elsewhere."""
     report = await container.readiness.report()
-    status = "unready" if not report.ready else "degraded" if report.degraded else "ready"
-    body = {"status": status, "checks": report.checks}
-    return JSONResponse(body, status_code=200 if report.ready else 503)
+    checks = dict(report.checks)
+    shedding = request.app.state.admission.shedding_hard()
+    checks["admission"] = f"shedding {', '.join(shedding)} requests" if shedding else "ok"
+    ready = report.ready and not shedding
+    status = "unready" if not ready else "degraded" if report.degraded else "ready"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics")
-async def metrics(container: ContainerDep) -> Response:
+async def metrics(container: ContainerDep, request: Request) -> Response:
     """Prometheus text format."""
     try:
         container.metrics.job_queue_depth.set(await container.job_queue.depth())
@@ -37,6 +41,9 @@ async def metrics(container: ContainerDep) -> Response:
     report = await container.readiness.report()
     for name, state in report.checks.items():
         container.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
+    for name, gate in request.app.state.admission.gates.items():
+        container.metrics.admission.labels(name, "running").set(gate.running)
+        container.metrics.admission.labels(name, "waiting").set(gate.waiting)
     if container.pool_stats is not None:
         for name, value in container.pool_stats().items():
             container.metrics.db_pool.labels(name).set(value)
