@@ -246,6 +246,21 @@ async def test_a_waiter_that_gives_up_takes_no_slot(limiter: HostLimiter) -> Non
             pass
 
 
+async def test_a_bounded_wait_for_a_slot_times_out_and_the_block_can_use_scopes(
+    limiter: HostLimiter,
+) -> None:
+    async with limiter.slot("a.example", 1, 30.0):
+        began = anyio.current_time()
+        with pytest.raises(TimeoutError):
+            async with limiter.slot("a.example", 1, 30.0, wait_seconds=0.2):
+                pytest.fail("entered a full slot")
+        assert 0.15 <= anyio.current_time() - began < 1.5
+    # the wait's deadline is over before the block runs: the block may nest its own
+    async with limiter.slot("a.example", 1, 30.0, wait_seconds=0.2):
+        with anyio.fail_after(1.0):
+            await anyio.sleep(0.3)
+
+
 async def test_an_error_in_the_block_passes_through_and_frees_the_slot(
     limiter: HostLimiter,
 ) -> None:
@@ -369,14 +384,16 @@ class BreakableLimiter:
         await self.inner.hold_off(host, seconds)
 
     def slot(
-        self, host: str, limit: int, lease_seconds: float
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None = None
     ) -> AbstractAsyncContextManager[None]:
-        return self._slot(host, limit, lease_seconds)
+        return self._slot(host, limit, lease_seconds, wait_seconds)
 
     @asynccontextmanager
-    async def _slot(self, host: str, limit: int, lease_seconds: float) -> AsyncIterator[None]:
+    async def _slot(
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None
+    ) -> AsyncIterator[None]:
         self._enter()
-        async with self.inner.slot(host, limit, lease_seconds):
+        async with self.inner.slot(host, limit, lease_seconds, wait_seconds):
             yield
 
 

@@ -82,12 +82,26 @@ class InMemoryHostLimiter:
         state.hold_until = max(state.hold_until, self._clock() + seconds)
 
     def slot(
-        self, host: str, limit: int, lease_seconds: float
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None = None
     ) -> AbstractAsyncContextManager[None]:
-        return self._slot(host, max(1, limit))
+        return self._slot(host, max(1, limit), wait_seconds)
 
     @asynccontextmanager
-    async def _slot(self, host: str, limit: int) -> AsyncIterator[None]:
+    async def _slot(self, host: str, limit: int, wait_seconds: float | None) -> AsyncIterator[None]:
+        with anyio.fail_after(wait_seconds):  # ends before the block runs
+            state = await self._wait_for_slot(host, limit)
+        state.holders += 1
+        try:
+            yield
+        finally:
+            state.holders -= 1
+            # Every waiter re-checks the count, so a wake-up lost to a cancelled waiter
+            # cannot strand the others; per-host limits are small, so the herd is too.
+            waiters, state.waiters = state.waiters, []
+            for waiter in waiters:
+                waiter.set()
+
+    async def _wait_for_slot(self, host: str, limit: int) -> _HostState:
         while True:
             # Looked up afresh after every wait: no await lies between this and the
             # increment, so the state counted in is the one in the table.
@@ -101,16 +115,7 @@ class InMemoryHostLimiter:
             finally:
                 if freed in state.waiters:
                     state.waiters.remove(freed)
-        state.holders += 1
-        try:
-            yield
-        finally:
-            state.holders -= 1
-            # Every waiter re-checks the count, so a wake-up lost to a cancelled waiter
-            # cannot strand the others; per-host limits are small, so the herd is too.
-            waiters, state.waiters = state.waiters, []
-            for waiter in waiters:
-                waiter.set()
+        return state
 
     def _state(self, host: str) -> _HostState:
         state = self._hosts.get(host)

@@ -256,11 +256,13 @@ class OpenAIGenerator:
         async with AsyncExitStack() as stack:
             if self._limiter is not None:
                 place = self._limiter.slot(
-                    f"llm:{self._base_url}", self._max_concurrency, self._deadline + 5
+                    f"llm:{self._base_url}",
+                    self._max_concurrency,
+                    self._deadline + 5,
+                    wait_seconds=self._queue_seconds,
                 )
                 try:
-                    with anyio.fail_after(self._queue_seconds):
-                        await stack.enter_async_context(place)
+                    await stack.enter_async_context(place)
                 except TimeoutError as exc:
                     raise GenerationError(
                         f"the language model is busy ({self._max_concurrency} answers being "

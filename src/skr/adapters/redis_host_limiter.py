@@ -162,16 +162,19 @@ class RedisHostLimiter:
         )
 
     def slot(
-        self, host: str, limit: int, lease_seconds: float
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None = None
     ) -> AbstractAsyncContextManager[None]:
-        return self._slot(host, max(1, limit), lease_seconds)
+        return self._slot(host, max(1, limit), lease_seconds, wait_seconds)
 
     @asynccontextmanager
-    async def _slot(self, host: str, limit: int, lease_seconds: float) -> AsyncIterator[None]:
+    async def _slot(
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None
+    ) -> AsyncIterator[None]:
         key = self._key(host, "slots")
         token = secrets.token_hex(12)
         try:
-            await self._acquire(key, token, limit, lease_seconds)
+            with anyio.fail_after(wait_seconds):  # ends before the block runs
+                await self._acquire(key, token, limit, lease_seconds)
         except DependencyError:
             raise
         except BaseException:

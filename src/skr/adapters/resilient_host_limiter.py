@@ -66,18 +66,24 @@ class ResilientHostLimiter:
         await self._on_primary(lambda: self._primary.hold_off(host, seconds))
 
     def slot(
-        self, host: str, limit: int, lease_seconds: float
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None = None
     ) -> AbstractAsyncContextManager[None]:
-        return self._slot(host, limit, lease_seconds)
+        return self._slot(host, limit, lease_seconds, wait_seconds)
 
     @asynccontextmanager
-    async def _slot(self, host: str, limit: int, lease_seconds: float) -> AsyncIterator[None]:
+    async def _slot(
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None
+    ) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             taken = await self._on_primary(
-                lambda: stack.enter_async_context(self._primary.slot(host, limit, lease_seconds))
+                lambda: stack.enter_async_context(
+                    self._primary.slot(host, limit, lease_seconds, wait_seconds)
+                )
             )
             if not taken:
-                await stack.enter_async_context(self._fallback.slot(host, limit, lease_seconds))
+                await stack.enter_async_context(
+                    self._fallback.slot(host, limit, lease_seconds, wait_seconds)
+                )
             yield
 
     async def _on_primary(self, call: Callable[[], Awaitable[object]]) -> bool:

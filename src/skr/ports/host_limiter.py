@@ -20,9 +20,9 @@ class HostLimiter(Protocol):
         ...
 
     def slot(
-        self, host: str, limit: int, lease_seconds: float
+        self, host: str, limit: int, lease_seconds: float, wait_seconds: float | None = None
     ) -> AbstractAsyncContextManager[None]:
         """Hold one of ``limit`` concurrent slots for ``host`` while the block runs,
-        waiting for one to free. A slot whose holder died frees itself after
-        ``lease_seconds``."""
+        waiting for one to free (``TimeoutError`` after ``wait_seconds``, if given). A slot
+        whose holder died frees itself after ``lease_seconds``."""
         ...
