@@ -166,3 +166,21 @@ def test_a_deleted_page_is_removed_from_the_index(
     params: dict[str, str | int] = {"q": "Keep Developing", "k": 20}
     hits = httpx.get(f"{server.url}/v1/search", params=params, timeout=30).json()["hits"]
     assert not [h for h in hits if h["url"].endswith("/next.html")]
+
+
+def test_the_cli_crawls_and_shows_the_outcome(
+    server: SkrServer, site: tuple[str, type, Path]
+) -> None:
+    base, _, _ = site
+    httpx.post(f"{server.url}/v1/collections", json={"name": "cli-crawl"}, timeout=10)
+    result = server.cli(
+        "ingest", f"{base}/tutorial/index.html", "--collection", "cli-crawl", "--crawl",
+        "--max-depth", "1", "--max-pages", "5", "--prefix", f"{base}/tutorial/", "--no-sitemap",
+        "--wait",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "job succeeded: indexed 5" in result.stdout
+    listed = httpx.get(
+        f"{server.url}/v1/documents", params={"collection": "cli-crawl"}, timeout=10
+    ).json()
+    assert len(listed["documents"]) == 5

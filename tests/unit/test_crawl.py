@@ -279,3 +279,12 @@ async def test_without_a_sitemap_line_the_default_sitemap_is_read(harness: Harne
     await harness.crawl_once(max_depth=0)
     assert harness.stored_urls() == {f"{SITE}/", f"{SITE}/orphan"}
     assert f"{SITE}/sitemap.xml" in harness.fetcher.fetched
+
+
+async def test_a_page_that_now_redirects_off_the_site_is_removed(harness: Harness) -> None:
+    await harness.crawl_once()
+    harness.fetcher.redirects[f"{SITE}/b"] = "http://other.test/moved"
+    harness.fetcher.pages["http://other.test/moved"] = page("Moved", "Beta moved elsewhere.")
+    job = await harness.crawl_once()
+    assert f"{SITE}/b" not in harness.stored_urls()
+    assert job.counters.removed == 1
