@@ -17,11 +17,12 @@ $(BIN)/skr: pyproject.toml
 install: $(BIN)/skr
 
 # PostgreSQL (with pgvector, built by our own script) and Redis on loopback, for the tests;
-# and the tesseract OCR engine that reads text in images.
+# the tesseract OCR engine that reads text in images; and Chromium for the browser tests.
 services:
 	bash scripts/ensure-services.sh
 	bash scripts/install-pgvector.sh
 	bash scripts/install-ocr.sh
+	bash scripts/install-chromium.sh
 
 serve: install
 	$(BIN)/skr serve
