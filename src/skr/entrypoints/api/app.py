@@ -13,6 +13,7 @@ from skr.entrypoints.api import routes_health, routes_jobs, routes_library, rout
 from skr.entrypoints.api.admission import Admission, AdmissionMiddleware
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
+from skr.entrypoints.web.routes import STATIC_PATH, static_files, web_router
 from skr.observability.metrics import Metrics
 from skr.settings import Settings
 
@@ -50,6 +51,8 @@ def create_app(
     install_problem_handlers(app)
     for module in (routes_health, routes_jobs, routes_search, routes_library):
         app.include_router(module.router)
+    app.include_router(web_router())
+    app.mount(STATIC_PATH, static_files(), name="static")
 
     def current_metrics() -> Metrics | None:
         container = app.state.container
