@@ -100,11 +100,11 @@ def browser() -> Iterator[Browser]:
 
 
 class PageProblems:
-    """Uncaught script errors and Content-Security-Policy refusals on SKR's own pages (a
-    source page opened from a citation is not SKR's to judge)."""
+    """Uncaught script errors and Content-Security-Policy refusals on SKR's pages (not on
+    the crawled site's, which a citation opens and which are not SKR's to judge)."""
 
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
+    def __init__(self, site_base: str) -> None:
+        self.site_base = site_base
         self.messages: list[str] = []
 
     def watch(self, page: Page) -> None:
@@ -113,7 +113,7 @@ class PageProblems:
                 self.messages.append(f"{page.url}: {message.text}")
 
         def on_page_error(error: Exception) -> None:
-            if page.url.startswith(self.origin):
+            if not page.url.startswith(self.site_base):
                 self.messages.append(f"{page.url}: uncaught {error}")
 
         page.on("console", on_console)
@@ -127,10 +127,10 @@ def open_context(browser: Browser, viewport: dict[str, int], **options: object) 
 
 
 @pytest.fixture
-def page(browser: Browser, server: SkrServer) -> Iterator[Page]:
+def page(browser: Browser, site: tuple[str, type]) -> Iterator[Page]:
     """A desktop-sized page; the test fails on any script error or CSP refusal."""
     context = open_context(browser, DESKTOP)
-    problems = PageProblems(server.url)
+    problems = PageProblems(site[0])
     context.on("page", problems.watch)
     try:
         yield context.new_page()
@@ -140,10 +140,10 @@ def page(browser: Browser, server: SkrServer) -> Iterator[Page]:
 
 
 @pytest.fixture
-def phone(browser: Browser, server: SkrServer) -> Iterator[Page]:
+def phone(browser: Browser, site: tuple[str, type]) -> Iterator[Page]:
     """A phone-sized page with touch."""
     context = open_context(browser, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
-    problems = PageProblems(server.url)
+    problems = PageProblems(site[0])
     context.on("page", problems.watch)
     try:
         yield context.new_page()
