@@ -109,6 +109,11 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
                 max_retries=settings.llm_max_retries,
                 breaker_failures=settings.llm_breaker_failures,
                 breaker_reset_seconds=settings.llm_breaker_reset_seconds,
+                # the extractive fallback must still fit in the request's own deadline
+                deadline_seconds=min(
+                    settings.llm_timeout_seconds * (settings.llm_max_retries + 1),
+                    settings.request_timeout_seconds * 0.6,
+                ),
                 limiter=backend.host_limiter,
                 max_concurrency=settings.llm_max_concurrency,
                 queue_seconds=settings.llm_queue_seconds,

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=1, ge=1, le=64)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # admission control: per class of endpoint, requests at once, waiting, and how long
     admission_search_concurrency: int = Field(default=8, ge=1, le=10_000)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from skr.domain.errors import OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
 from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
 from skr.entrypoints.api.schemas import (
@@ -23,6 +26,18 @@ from skr.services.collections import resolve_collection
 from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/v1", tags=["search"])
+
+
+@contextmanager
+def _deadline(seconds: float, what: str) -> Iterator[None]:
+    """No search or answer waits without bound (on the model, a pool, a lock): past the
+    deadline it is a 503 the client may retry."""
+    try:
+        with anyio.fail_after(seconds):
+            yield
+    except TimeoutError as exc:
+        raise OverloadedError(f"the {what} took longer than {seconds:g} s; try again", 2) from exc
+
 
 _KINDS: dict[str, ChunkKind | None] = {
     "text": ChunkKind.TEXT,
@@ -41,8 +56,9 @@ async def search(
     kind: Literal["text", "image", "all"] = "all",
 ) -> SearchResults:
     """The best chunks and images for ``q``, keyword and vector results fused."""
-    found = await resolve_collection(container.store, collection, tenant)
-    hits = await container.search.search(found, q, k, _KINDS[kind])
+    with _deadline(container.settings.request_timeout_seconds, "search"):
+        found = await resolve_collection(container.store, collection, tenant)
+        hits = await container.search.search(found, q, k, _KINDS[kind])
     return SearchResults(
         hits=[
             HitRead(
@@ -96,8 +112,9 @@ async def ask(
     body: AskRequest, request: Request, container: ContainerDep, tenant: TenantDep
 ) -> AnswerRead | StreamingResponse:
     """An answer made from the collection's passages, each claim cited as [n]."""
-    found = await resolve_collection(container.store, body.collection, tenant)
-    answer = await container.ask.ask(found, body.question, body.k)
+    with _deadline(container.settings.request_timeout_seconds, "answer"):
+        found = await resolve_collection(container.store, body.collection, tenant)
+        answer = await container.ask.ask(found, body.question, body.k)
     container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
     read = answer_read(answer)
     if "text/event-stream" in request.headers.get("accept", ""):
