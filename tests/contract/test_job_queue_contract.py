@@ -41,6 +41,18 @@ async def test_jobs_are_leased_once_in_order(queue: JobQueue) -> None:
     assert [j.id for j in await queue.list_recent(10)] == [second.id, first.id]
 
 
+async def test_recent_jobs_are_listed_per_tenant(queue: JobQueue) -> None:
+    mine = await queue.enqueue(JobKind.INGEST, "c1", "http://x.test/1", {"tenant": "acme"})
+    theirs = await queue.enqueue(JobKind.CRAWL, "c2", "http://x.test/2", {"tenant": "globex"})
+    untagged = await queue.enqueue(JobKind.INGEST, "c3", "http://x.test/3", {})
+    assert [j.id for j in await queue.list_recent(10, "acme")] == [mine.id]
+    assert [j.id for j in await queue.list_recent(10, "globex")] == [theirs.id]
+    assert [j.id for j in await queue.list_recent(10, "default")] == [untagged.id]
+    assert [j.id for j in await queue.list_recent(2)] == [untagged.id, theirs.id]
+    assert (await queue.get(theirs.id)).tenant == "globex"
+    assert (await queue.get(untagged.id)).tenant == "default"
+
+
 async def test_expired_lease_is_taken_over(queue: JobQueue) -> None:
     job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
     await queue.lease("dead-worker", 0.05)

@@ -32,8 +32,9 @@ class InMemoryJobQueue:
             raise NotFoundError(f"there is no job with id {job_id!r}")
         return self.jobs[job_id]
 
-    async def list_recent(self, limit: int) -> list[Job]:
-        return list(reversed(self.jobs.values()))[:limit]
+    async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
+        jobs = [j for j in reversed(self.jobs.values()) if tenant in (None, j.tenant)]
+        return jobs[:limit]
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:
         now = time.time()

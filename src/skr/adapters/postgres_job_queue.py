@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from skr.adapters.postgres_database import Connection, PostgresDatabase
 from skr.domain.errors import ConflictError, DependencyError, InvalidInputError, NotFoundError
 from skr.domain.job_control import control_rule
-from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
+from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobError, JobKind, JobStatus
 
 # Every time comparison uses now(), the database's clock: workers on machines whose
 # clocks disagree still agree on when a lease expires. Inside one transaction now() is
@@ -129,10 +129,13 @@ class PostgresJobQueue:
             raise _not_found(job_id)
         return _job_from_row(row)
 
-    async def list_recent(self, limit: int) -> list[Job]:
+    async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
         async with self._connection() as conn:
             cursor = await conn.execute(
-                "SELECT * FROM jobs ORDER BY seq DESC LIMIT %(limit)s", {"limit": limit}
+                "SELECT * FROM jobs WHERE %(tenant)s::text IS NULL "
+                "OR coalesce(options->>'tenant', %(default)s) = %(tenant)s "
+                "ORDER BY seq DESC LIMIT %(limit)s",
+                {"limit": limit, "tenant": tenant, "default": DEFAULT_TENANT},
             )
             rows = await cursor.fetchall()
         return [_job_from_row(r) for r in rows]

@@ -12,7 +12,7 @@ from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_page_writes import now_text
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.job_control import control_rule
-from skr.domain.models import Job, JobCounters, JobError, JobKind, JobStatus
+from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobError, JobKind, JobStatus
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -71,10 +71,13 @@ class SQLiteJobQueue:
             raise NotFoundError(f"there is no job with id {job_id!r}")
         return _job_from_row(row)
 
-    async def list_recent(self, limit: int) -> list[Job]:
-        rows = await self._db.read(
-            lambda c: c.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+    async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
+        sql = (
+            "SELECT * FROM jobs WHERE ? IS NULL "
+            "OR coalesce(json_extract(options, '$.tenant'), ?) = ? ORDER BY seq DESC LIMIT ?"
         )
+        args = (tenant, DEFAULT_TENANT, tenant, limit)
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
         return [_job_from_row(r) for r in rows]
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:

@@ -240,3 +240,8 @@ class Job:
     lease_expires_at: datetime | None = None
     reason: str | None = None
     options: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def tenant(self) -> str:
+        """Whose job this is (kept in its options when it was queued)."""
+        return str(self.options.get("tenant", DEFAULT_TENANT))

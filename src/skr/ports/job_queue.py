@@ -16,8 +16,8 @@ class JobQueue(Protocol):
         """``NotFoundError`` for an unknown id."""
         ...
 
-    async def list_recent(self, limit: int) -> list[Job]:
-        """Newest first."""
+    async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
+        """Newest first; only ``tenant``'s jobs (its ``options["tenant"]``) when given."""
         ...
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:

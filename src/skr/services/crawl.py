@@ -20,7 +20,6 @@ from skr.domain.errors import (
     SKRError,
 )
 from skr.domain.models import (
-    DEFAULT_TENANT,
     Document,
     Job,
     JobCounters,
@@ -342,7 +341,7 @@ class CrawlService:
             await self._finish(run, item, state, reason)
             return
         try:
-            await self._ingest.remove_document(existing, DEFAULT_TENANT)
+            await self._ingest.remove_document(existing, run.job.tenant)
         except NotFoundError:
             logger.info("crawl %s: %s was already deleted", run.job.id, item.url)
         await self._finish(run, item, FrontierState.REMOVED, reason)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from skr.container import Container
-from skr.domain.errors import InvalidInputError
+from skr.domain.errors import InvalidInputError, NotFoundError
 from skr.domain.models import Job, JobKind
 from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
 from skr.entrypoints.api.schemas import (
@@ -82,6 +82,7 @@ async def ingest(
     kind, options = JobKind.INGEST, dict[str, object]()
     if body.crawl is not None:
         kind, options = JobKind.CRAWL, {"crawl": _crawl_options(body.crawl, url, container)}
+    options["tenant"] = tenant
     collection = await resolve_collection(container.store, body.collection, tenant)
     job = await container.job_queue.enqueue(kind, collection.id, url, options)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -90,16 +91,24 @@ async def ingest(
 
 @router.get("/jobs", response_model=JobsPage)
 async def list_jobs(
-    container: ContainerDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    container: ContainerDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> JobsPage:
-    """Recent jobs, newest first."""
-    jobs = await container.job_queue.list_recent(limit)
+    """The tenant's recent jobs, newest first."""
+    jobs = await container.job_queue.list_recent(limit, tenant)
     return JobsPage(jobs=[job_read(j) for j in jobs])
 
 
+async def _tenants_job(container: Container, job_id: str, tenant: str) -> Job:
+    """The job, if it is this tenant's; another tenant's job is as unknown as a made-up id."""
+    job = await container.job_queue.get(job_id)
+    if job.tenant != tenant:
+        raise NotFoundError(f"there is no job with id {job_id!r}")
+    return job
+
+
 @router.get("/jobs/{job_id}", response_model=JobRead)
-async def get_job(job_id: JobId, container: ContainerDep) -> JobRead:
-    return job_read(await container.job_queue.get(job_id))
+async def get_job(job_id: JobId, container: ContainerDep, tenant: TenantDep) -> JobRead:
+    return job_read(await _tenants_job(container, job_id, tenant))
 
 
 @router.get(
@@ -107,11 +116,13 @@ async def get_job(job_id: JobId, container: ContainerDep) -> JobRead:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
 )
-async def job_events(job_id: JobId, container: ContainerDep) -> StreamingResponse:
+async def job_events(
+    job_id: JobId, container: ContainerDep, tenant: TenantDep
+) -> StreamingResponse:
     """The job live, as server-sent events: an `event: job` with the job (as `GET
     /v1/jobs/{id}` shows it) now and after each change, a `: keep-alive` comment every
     15 s, and the end of the stream after the job reaches a final status."""
-    await container.job_queue.get(job_id)  # an unknown id is a 404 before the stream starts
+    await _tenants_job(container, job_id, tenant)  # unknown: a 404 before the stream starts
     snapshots = watch_job(
         container.job_queue, container.job_events, job_id,
         poll_seconds=EVENTS_POLL_SECONDS, max_seconds=EVENTS_MAX_SECONDS,
@@ -145,8 +156,10 @@ async def control_job(
     job_id: JobId,
     action: Annotated[str, Path(pattern="^(pause|resume|cancel)$")],
     container: ContainerDep,
+    tenant: TenantDep,
 ) -> JobRead:
     """Pause, resume or cancel a job."""
+    await _tenants_job(container, job_id, tenant)
     job = await container.job_queue.control(job_id, action)
     await container.job_events.publish(job.id)
     return job_read(job)
