@@ -53,6 +53,21 @@ async def test_recent_jobs_are_listed_per_tenant(queue: JobQueue) -> None:
     assert (await queue.get(untagged.id)).tenant == "default"
 
 
+async def test_active_jobs_are_counted_per_api_key(queue: JobQueue) -> None:
+    first = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {"api_key": "k1"})
+    await queue.enqueue(JobKind.CRAWL, "c", "http://x.test/2", {"api_key": "k1"})
+    await queue.enqueue(JobKind.INGEST, "c", "http://x.test/3", {"api_key": "k2"})
+    await queue.enqueue(JobKind.INGEST, "c", "http://x.test/4", {})
+    assert await queue.count_active("k1") == 2
+    leased = await queue.lease("w", 30)
+    assert leased is not None and leased.id == first.id
+    assert await queue.count_active("k1") == 2  # running still counts
+    await queue.finish(first.id, "w", JobStatus.SUCCEEDED, None)
+    assert await queue.count_active("k1") == 1
+    assert await queue.count_active("k2") == 1
+    assert await queue.count_active("nobody") == 0
+
+
 async def test_expired_lease_is_taken_over(queue: JobQueue) -> None:
     job = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
     await queue.lease("dead-worker", 0.05)
@@ -133,3 +148,29 @@ async def test_retry_later_waits_then_runs_again_until_attempts_run_out(queue: J
     dead = await queue.get(job.id)
     assert dead.status is JobStatus.FAILED and dead.reason == "still down"
     assert dead.finished_at is not None
+
+
+async def test_oldest_queued_age_counts_only_jobs_waiting_to_run(queue: JobQueue) -> None:
+    assert await queue.oldest_queued_age_seconds() == 0.0
+    first = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
+    time.sleep(0.2)
+    await queue.enqueue(JobKind.INGEST, "c", "http://x.test/2", {})
+    age = await queue.oldest_queued_age_seconds()
+    assert 0.2 <= age < 5  # the first job's wait, not the second's
+    leased = await queue.lease("w1", 30)
+    assert leased is not None and leased.id == first.id
+    assert await queue.oldest_queued_age_seconds() < 0.2  # only the second waits now
+    # a job backing off before a retry is not waiting yet; once its delay ends it is,
+    # counted from then
+    second = await queue.lease("w1", 30)
+    assert second is not None
+    await queue.retry_later(second.id, "w1", "store down", 0.3)
+    assert await queue.oldest_queued_age_seconds() == 0.0
+    time.sleep(0.4)
+    assert 0.0 < await queue.oldest_queued_age_seconds() < 0.3
+    # paused jobs do not wait; a resumed one waits from its resume
+    await queue.control(first.id, "pause")
+    time.sleep(0.2)
+    await queue.control(first.id, "resume")
+    await queue.control(second.id, "cancel")
+    assert await queue.oldest_queued_age_seconds() < 0.2

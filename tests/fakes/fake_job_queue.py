@@ -84,6 +84,7 @@ class InMemoryJobQueue:
         final = job.attempts >= self.max_attempts
         job.status = JobStatus.FAILED if final else JobStatus.QUEUED
         job.reason, job.lease_owner = reason, None
+        job.updated_at = datetime.now(UTC)
         if final:
             job.finished_at = datetime.now(UTC)
         self.not_before[job_id] = time.time() + delay_seconds
@@ -95,7 +96,26 @@ class InMemoryJobQueue:
         if job.status not in allowed:
             raise ConflictError(f"a {job.status} job cannot be {action}d")
         job.status, job.lease_owner = target, None
+        job.updated_at = datetime.now(UTC)
         return job
 
     async def depth(self) -> int:
         return sum(1 for j in self.jobs.values() if j.status is JobStatus.QUEUED)
+
+    async def count_active(self, api_key_id: str) -> int:
+        active = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED}
+        return sum(
+            1
+            for j in self.jobs.values()
+            if j.status in active and j.options.get("api_key") == api_key_id
+        )
+
+    async def oldest_queued_age_seconds(self) -> float:
+        # a queued job's updated_at is when it was queued or re-queued
+        now = time.time()
+        since = [
+            max(j.updated_at.timestamp(), self.not_before.get(j.id, 0.0))
+            for j in self.jobs.values()
+            if j.status is JobStatus.QUEUED and self.not_before.get(j.id, 0.0) <= now
+        ]
+        return max(0.0, now - min(since)) if since else 0.0

@@ -229,3 +229,21 @@ class PostgresJobQueue:
     async def depth(self) -> int:
         row = await self._fetch_one("SELECT count(*) AS n FROM jobs WHERE status = 'queued'", {})
         return int(row["n"]) if row is not None else 0
+
+    async def count_active(self, api_key_id: str) -> int:
+        row = await self._fetch_one(
+            "SELECT count(*) AS n FROM jobs WHERE status IN ('queued', 'running', 'paused') "
+            "AND options->>'api_key' = %(key)s",
+            {"key": api_key_id},
+        )
+        return int(row["n"]) if row is not None else 0
+
+    async def oldest_queued_age_seconds(self) -> float:
+        # updated_at of a queued job is when it was queued or re-queued
+        row = await self._fetch_one(
+            "SELECT extract(epoch FROM now() - min(greatest(updated_at, not_before))) AS age "
+            "FROM jobs WHERE status = 'queued' AND (not_before IS NULL OR not_before <= now())",
+            {},
+        )
+        age = None if row is None else row["age"]
+        return 0.0 if age is None else max(0.0, float(age))

@@ -202,3 +202,26 @@ class SQLiteJobQueue:
             lambda c: c.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()
         )
         return int(row[0])
+
+    async def count_active(self, api_key_id: str) -> int:
+        sql = (
+            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running', 'paused') "
+            "AND json_extract(options, '$.api_key') = ?"
+        )
+        row = await self._db.read(lambda c: c.execute(sql, (api_key_id,)).fetchone())
+        return int(row[0])
+
+    async def oldest_queued_age_seconds(self) -> float:
+        # updated_at of a queued job is when it was queued or re-queued (ISO text, UTC);
+        # not_before (Unix seconds) is when its retry delay ends
+        def run(conn: sqlite3.Connection) -> float:
+            now = time.time()
+            row = conn.execute(
+                "SELECT min(max((julianday(updated_at) - 2440587.5) * 86400.0, "
+                "coalesce(not_before, 0))) FROM jobs "
+                "WHERE status = 'queued' AND coalesce(not_before, 0) <= ?",
+                (now,),
+            ).fetchone()
+            return 0.0 if row[0] is None else max(0.0, now - float(row[0]))
+
+        return await self._db.read(run)

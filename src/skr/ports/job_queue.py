@@ -54,3 +54,14 @@ class JobQueue(Protocol):
     async def depth(self) -> int:
         """Jobs waiting to run."""
         ...
+
+    async def count_active(self, api_key_id: str) -> int:
+        """Jobs queued, running or paused that the API key ``api_key_id`` started (its
+        ``options["api_key"]``)."""
+        ...
+
+    async def oldest_queued_age_seconds(self) -> float:
+        """How long the longest-waiting runnable queued job has waited: since it was
+        queued (or re-queued: a retry, a resume), or since its retry delay ended; ``0.0``
+        when no job is waiting. A job still inside its retry delay is not waiting."""
+        ...
