@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services serve test lint bench bench-torch bench-ann clean
+.PHONY: install services serve test lint bench bench-torch bench-ann load clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,26 @@ bench-ann:
 	$(PYTHON) -m venv .venv-ann
 	.venv-ann/bin/pip install --quiet numpy hnswlib==0.8.0 faiss-cpu usearch psutil
 	.venv-ann/bin/python bench/bench_ann.py
+
+# Load (issue 6): SKR started in MODE, seeded with the Flask docs, then headless Locust
+# (a 1-user baseline, then USERS users); report in bench/results/load-MODE-USERS.md.
+# e.g. make load MODE=scale-out USERS=1000 DURATION=3m; make load USERS=100 SPIKE=1
+MODE ?= embedded
+USERS ?= 100
+SPAWN_RATE ?= 50
+DURATION ?= 3m
+SPIKE ?=
+LOAD_ARGS ?=
+LOAD_TIME_LIMIT ?= 3600
+
+$(BIN)/locust: $(BIN)/skr
+	$(BIN)/pip install --quiet -e '.[load]'
+	touch $(BIN)/locust
+
+load: install services $(BIN)/locust
+	timeout --kill-after=60 $(LOAD_TIME_LIMIT) $(BIN)/python bench/load/run_load.py \
+		--mode $(MODE) --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION) \
+		$(if $(SPIKE),--spike) $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-ann .pytest_cache .mypy_cache .ruff_cache
