@@ -14,6 +14,7 @@ from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.adapters.tesseract_image_reader import TesseractImageReader
 from skr.backends import embedded_backend, scale_out_backend
+from skr.observability.metered_ports import MeteredCache, TimedEmbedder
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
 from skr.ports.cache import Cache
@@ -71,16 +72,18 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
     """Build everything; on exit, stop background work and close every resource."""
     async with AsyncExitStack() as stack:
         metrics = Metrics()
-        embedder = OnnxMiniLMEmbedder(
+        model = OnnxMiniLMEmbedder(
             threads=settings.embed_threads,
             batch_size=settings.embed_batch_size,
             max_batch_tokens=settings.embed_max_batch_tokens,
         )
-        await anyio.to_thread.run_sync(embedder.load)
-        stack.callback(embedder.close)
+        await anyio.to_thread.run_sync(model.load)
+        stack.callback(model.close)
+        embedder = TimedEmbedder(model, metrics.embed_batch_seconds, metrics.embed_texts)
         make_backend = embedded_backend if settings.database_url is None else scale_out_backend
         backend = await make_backend(settings, embedder, stack)
-        store, queue, cache = backend.store, backend.job_queue, backend.cache
+        store, queue = backend.store, backend.job_queue
+        cache = MeteredCache(backend.cache, metrics.cache_lookups)
         fetcher = HttpxFetcher(
             user_agent=settings.user_agent,
             connect_timeout=settings.fetch_connect_timeout_seconds,

@@ -3,6 +3,7 @@ search and ask find and cite the right page, over HTTP and through the CLI."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -234,5 +235,15 @@ def test_llm_answers_and_degrades_to_extractive(tmp_path: Path, site_root: Path)
             assert llm.request_count == before
             metrics = httpx.get(f"{skr.url}/metrics").text
             assert 'skr_answers_total{degraded="true",mode="extractive"}' in metrics
+            # the metrics of issue 8, from the real container's wiring
+            assert 'skr_llm_breaker_state{state="open"} 1.0' in metrics
+            assert 'skr_llm_breaker_state{state="closed"} 0.0' in metrics
+            assert 'skr_cache_lookups_total{cache="qe",result="miss"}' in metrics
+            assert 'skr_cache_lookups_total{cache="s",result="hit"}' in metrics
+            assert "skr_job_queue_oldest_age_seconds 0.0" in metrics
+            embed_calls = re.search(
+                r"^skr_embed_batch_duration_seconds_count (\S+)$", metrics, re.M
+            )
+            assert embed_calls is not None and float(embed_calls.group(1)) >= 2
         finally:
             skr.stop()

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from skr.adapters.openai_generator import OpenAIGenerator
+from skr.container import Container
 from skr.domain.errors import SKRError
 from skr.entrypoints.api.dependencies import ContainerDep
 
@@ -34,17 +36,27 @@ async def readyz(container: ContainerDep, request: Request) -> JSONResponse:
 @router.get("/metrics")
 async def metrics(container: ContainerDep, request: Request) -> Response:
     """Prometheus text format."""
-    try:
-        container.metrics.job_queue_depth.set(await container.job_queue.depth())
-    except SKRError:
-        container.metrics.job_queue_depth.set(float("nan"))
-    report = await container.readiness.report()
-    for name, state in report.checks.items():
-        container.metrics.dependency_up.labels(name).set(1 if state == "ok" else 0)
+    await refresh_gauges(container)
     for name, gate in request.app.state.admission.gates.items():
         container.metrics.admission.labels(name, "running").set(gate.running)
         container.metrics.admission.labels(name, "waiting").set(gate.waiting)
-    if container.pool_stats is not None:
-        for name, value in container.pool_stats().items():
-            container.metrics.db_pool.labels(name).set(value)
     return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def refresh_gauges(container: Container) -> None:
+    """Set the gauges that are read at scrape time (every SKR process that serves
+    /metrics calls this): the queue, dependencies, the pool and the LLM breaker."""
+    gauges = container.metrics
+    try:
+        gauges.job_queue_depth.set(await container.job_queue.depth())
+        gauges.job_queue_oldest_age.set(await container.job_queue.oldest_queued_age_seconds())
+    except SKRError:
+        gauges.job_queue_depth.set(float("nan"))
+        gauges.job_queue_oldest_age.set(float("nan"))
+    report = await container.readiness.report()
+    for name, state in report.checks.items():
+        gauges.dependency_up.labels(name).set(1 if state == "ok" else 0)
+    if container.pool_stats is not None:
+        gauges.set_pool_stats(container.pool_stats())
+    if isinstance(container.generator, OpenAIGenerator):
+        gauges.set_llm_breaker_state(container.generator.breaker_state)
