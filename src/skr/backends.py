@@ -15,12 +15,14 @@ import anyio
 from skr.adapters.memory_cache import MemoryCache
 from skr.adapters.memory_host_limiter import InMemoryHostLimiter
 from skr.adapters.memory_job_events import MemoryJobEvents
+from skr.adapters.sqlite_api_keys import SQLiteApiKeyStore
 from skr.adapters.sqlite_crawl_frontier import SQLiteCrawlFrontier
 from skr.adapters.sqlite_database import SQLiteDatabase
 from skr.adapters.sqlite_job_queue import SQLiteJobQueue
 from skr.adapters.sqlite_store import SQLiteStore
 from skr.domain.errors import DependencyError, OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
+from skr.ports.api_keys import ApiKeyStore
 from skr.ports.cache import Cache
 from skr.ports.crawl_frontier import CrawlFrontier
 from skr.ports.embedder import Embedder
@@ -46,6 +48,7 @@ class Backend:
     job_events: JobEvents
     frontier: CrawlFrontier
     host_limiter: HostLimiter
+    api_keys: ApiKeyStore
     checks: dict[str, Callable[[], Awaitable[str]]] = field(default_factory=dict)
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     pool_stats: Callable[[], Mapping[str, int]] | None = None
@@ -120,6 +123,7 @@ async def embedded_backend(
         job_events=MemoryJobEvents(),
         frontier=SQLiteCrawlFrontier(database),
         host_limiter=InMemoryHostLimiter(),
+        api_keys=SQLiteApiKeyStore(database),
         background=[save_indexes_periodically],
     )
 
@@ -127,6 +131,7 @@ async def embedded_backend(
 async def scale_out_backend(
     settings: Settings, embedder: Embedder, stack: AsyncExitStack
 ) -> Backend:
+    from skr.adapters.postgres_api_keys import PostgresApiKeyStore
     from skr.adapters.postgres_crawl_frontier import PostgresCrawlFrontier
     from skr.adapters.postgres_job_queue import PostgresJobQueue
     from skr.adapters.postgres_store import PostgresStore
@@ -143,6 +148,7 @@ async def scale_out_backend(
         # workers are separate processes, so watchers fall back to re-reading the job.
         job_events=MemoryJobEvents(),
         frontier=PostgresCrawlFrontier(database),
+        api_keys=PostgresApiKeyStore(database),
         # Without Redis, each process keeps its own pace per host.
         host_limiter=InMemoryHostLimiter(),
         pool_stats=database.pool.get_stats,
@@ -168,6 +174,25 @@ async def open_store(settings: Settings, *, model_id: str, dimensions: int) -> A
 
         database = await _open_postgres(settings, stack, max_size=2, wait_for_server=True)
         yield PostgresStore(database, model_id=model_id, dimensions=dimensions)
+
+
+@asynccontextmanager
+async def open_key_store(settings: Settings) -> AsyncIterator[ApiKeyStore]:
+    """The API keys of the store the settings select, and nothing else (for `skr keys`)."""
+    async with AsyncExitStack() as stack:
+        if settings.database_url is None:
+            database = SQLiteDatabase(settings.sqlite_path)
+            try:
+                await anyio.to_thread.run_sync(database.open)
+            except (sqlite3.Error, OSError, RuntimeError) as exc:
+                raise DependencyError(f"cannot open {settings.sqlite_path}: {exc}") from exc
+            stack.callback(database.close)
+            yield SQLiteApiKeyStore(database)
+            return
+        from skr.adapters.postgres_api_keys import PostgresApiKeyStore
+
+        pool = await _open_postgres(settings, stack, max_size=2, wait_for_server=True)
+        yield PostgresApiKeyStore(pool)
 
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:

@@ -24,6 +24,7 @@ from skr.ports.generator import Generator
 from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
+from skr.services.access import AccessService, KeyRateLimiter
 from skr.services.ask import AskService
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import ImageOptions, IngestService, PageOutcome, PageOutcomeKind
@@ -53,6 +54,8 @@ class Container:
     search: SearchService
     ask: AskService
     worker: JobWorker
+    access: AccessService
+    key_limiter: KeyRateLimiter
 
 
 def _page_counter(metrics: Metrics) -> Callable[[PageOutcome | None], None]:
@@ -188,6 +191,10 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             cache=cache, embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=readiness, pool_stats=backend.pool_stats, ingest=ingest, crawl=crawl,
             search=search, ask=ask, worker=worker,
+            access=AccessService(backend.api_keys, cache_seconds=settings.key_cache_seconds),
+            key_limiter=KeyRateLimiter(
+                rate=settings.key_rate_per_second, burst=settings.key_rate_burst
+            ),
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             for task in backend.background:

@@ -34,7 +34,14 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=1, ge=1, le=64)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # API keys (`skr keys`): per-key limits, and how soon a revocation takes effect
+    key_rate_per_second: float = Field(default=20.0, gt=0)
+    key_rate_burst: int = Field(default=40, ge=1)
+    key_max_active_jobs: int = Field(default=10, ge=1)
+    key_cache_seconds: float = Field(default=5.0, ge=0)
 
     # admission control: per class of endpoint, requests at once, waiting, and how long
     admission_search_concurrency: int = Field(default=8, ge=1, le=10_000)

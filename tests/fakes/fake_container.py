@@ -15,6 +15,7 @@ from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
 from skr.ports.generator import Generator
+from skr.services.access import AccessService, KeyRateLimiter
 from skr.services.ask import AskService
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
@@ -22,6 +23,7 @@ from skr.services.jobs import JobWorker, WorkerOptions
 from skr.services.polite_fetcher import PoliteFetcher
 from skr.services.search import SearchService
 from skr.settings import Settings
+from tests.fakes.fake_api_keys import InMemoryApiKeyStore
 from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher
@@ -30,7 +32,11 @@ from tests.fakes.fake_store import InMemoryStore
 
 
 def fake_container_factory(
-    pages: dict[str, str], generator: Generator | None = None, *, run_worker: bool = True
+    pages: dict[str, str],
+    generator: Generator | None = None,
+    *,
+    run_worker: bool = True,
+    api_keys: InMemoryApiKeyStore | None = None,
 ) -> Callable[[Settings], AbstractAsyncContextManager[Container]]:
     @asynccontextmanager
     async def factory(settings: Settings) -> AsyncIterator[Container]:
@@ -64,7 +70,12 @@ def fake_container_factory(
             settings=settings, store=store, job_queue=queue, job_events=events, cache=cache,
             embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=ReadinessCheck(store=store, ttl_seconds=1), pool_stats=None, ingest=ingest,
-            crawl=crawl, search=search, ask=AskService(search=search, generator=generator), worker=worker,
+            crawl=crawl, search=search, ask=AskService(search=search, generator=generator),
+            worker=worker,
+            access=AccessService(api_keys or InMemoryApiKeyStore(), cache_seconds=0),
+            key_limiter=KeyRateLimiter(
+                rate=settings.key_rate_per_second, burst=settings.key_rate_burst
+            ),
         )  # fmt: skip
         async with anyio.create_task_group() as group:
             if run_worker:

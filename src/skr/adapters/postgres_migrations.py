@@ -114,6 +114,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX crawl_frontier_to_lease ON crawl_frontier (job_id, depth, seq)
         WHERE state IN ('pending', 'leased');
     """,
+    # 3: API keys: the tenant and scopes of each, the hash of its secret (never the secret)
+    """
+    CREATE TABLE api_keys (
+        seq bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        tenant text NOT NULL,
+        name text NOT NULL,
+        scopes text[] NOT NULL,
+        secret_hash text NOT NULL,
+        created_at timestamptz NOT NULL,
+        revoked_at timestamptz
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -116,6 +116,19 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX crawl_frontier_to_lease ON crawl_frontier (job_id, depth, seq)
         WHERE state IN ('pending', 'leased');
     """,
+    # 4: API keys: the tenant and scopes of each, the hash of its secret (never the secret)
+    """
+    CREATE TABLE api_keys (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(_MIGRATIONS)

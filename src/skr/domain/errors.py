@@ -6,6 +6,9 @@ SKRError
 ├── NotFoundError              an id or name that does not exist
 ├── ConflictError              the request clashes with existing state
 ├── OverloadedError            shed work; try again later
+├── AuthenticationError        no API key, or one SKR does not know (or revoked)
+├── PermissionDeniedError      the key lacks the scope the request needs
+├── RateLimitedError           the key is over its own limits; try again later
 ├── DependencyError            a backing service failed (store, model, LLM)
 │   └── GenerationError        the answer-writing model failed
 └── FetchError                 a page could not be fetched (reason is for people)
@@ -66,6 +69,20 @@ class ConflictError(SKRError):
 
 
 class OverloadedError(SKRError):
+    def __init__(self, detail: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class AuthenticationError(SKRError):
+    pass
+
+
+class PermissionDeniedError(SKRError):
+    pass
+
+
+class RateLimitedError(SKRError):
     def __init__(self, detail: str, retry_after_seconds: int = 1) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skr.entrypoints.job_watch import follow_job_events, poll_job
+from skr.entrypoints.keys_command import keys_app
 from skr.settings import Settings
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(keys_app, name="keys")
 _out = Console()
 _err = Console(stderr=True)
 
@@ -72,6 +74,7 @@ def serve(
     import uvicorn
 
     from skr.entrypoints.api.app import create_app
+    from skr.observability.logs import logging_config
 
     settings = Settings()
     _configure_logging(settings)
@@ -83,6 +86,7 @@ def serve(
         "host": listen_host,
         "port": port or settings.port,
         "log_level": settings.log_level,
+        "log_config": logging_config(settings.log_format, settings.log_level),
         "timeout_graceful_shutdown": 10,
     }
     if processes == 1:
@@ -264,13 +268,9 @@ def eval_(
 
 
 def _configure_logging(settings: Settings) -> None:
-    import logging
+    from skr.observability.logs import configure_logging
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # trafilatura reports every short page it discards; that is not news to an operator
-    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    configure_logging(settings.log_format, settings.log_level)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import anyio
 
 from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRError
 from skr.domain.models import Job, JobError, JobKind, JobStatus
+from skr.observability.logs import bound_request_id
 from skr.ports.job_events import JobEvents
 from skr.ports.job_queue import JobQueue
 from skr.services.crawl import CrawlService
@@ -74,7 +75,12 @@ class JobWorker:
                 logger.warning("job %s left to its lease: %s", job.id, exc.detail)
 
     async def run_job(self, job: Job) -> None:
-        """Run one leased job to its end, heartbeating its lease; pause or cancel stops it."""
+        """Run one leased job to its end, heartbeating its lease; pause or cancel stops it.
+        Its log lines carry the id of the request that queued it."""
+        with bound_request_id(job.options.get("request_id")):
+            await self._run_leased(job)
+
+    async def _run_leased(self, job: Job) -> None:
         stopped_by: JobStatus | None = None
         status: JobStatus = JobStatus.FAILED
         reason: str | None = "stopped"

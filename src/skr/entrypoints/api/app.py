@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,6 +14,7 @@ from skr.entrypoints.api import routes_health, routes_jobs, routes_library, rout
 from skr.entrypoints.api.admission import Admission, AdmissionMiddleware
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
+from skr.entrypoints.api.request_id import RequestIdMiddleware
 from skr.entrypoints.web.routes import STATIC_PATH, static_files, web_router
 from skr.observability.metrics import Metrics
 from skr.settings import Settings
@@ -34,6 +36,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with container_factory(resolved) as container:
             app.state.container = container
+            if await container.access.open_mode():
+                if not _is_loopback(resolved.host):
+                    raise RuntimeError(
+                        f"SKR has no API key, so it serves only on loopback, not on "
+                        f"{resolved.host}: create one with `skr keys create`, or set "
+                        "SKR_HOST=127.0.0.1"
+                    )
+                logger.warning(
+                    "no API key exists: SKR is open to anyone on this machine "
+                    "(serving on %s only); `skr keys create` to require keys",
+                    resolved.host,
+                )
             if not resolved.allow_private_networks:
                 logger.info("the network guard refuses private and loopback addresses")
             logger.info("SKR ready; data in %s", resolved.data_dir)
@@ -67,7 +81,17 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes)
     app.add_middleware(AdmissionMiddleware, admission=admission, on_shed=count_shed)
     app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a shed request has an id
     return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def create_app_from_environment() -> FastAPI:

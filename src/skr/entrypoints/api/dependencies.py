@@ -1,13 +1,29 @@
-"""FastAPI dependencies: the container built by the lifespan, and the caller's tenant."""
+"""FastAPI dependencies: the container built by the lifespan, and who is calling.
+
+With no active API key, SKR runs open (on loopback only, which the app checks at
+startup) and every caller is the default tenant. With keys, every request names one:
+``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or the web page's ``skr_key``
+cookie; the key's tenant is the caller's, and its scopes decide what it may do."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from skr.container import Container
+from skr.domain.access import ApiKey, Scope
+from skr.domain.errors import PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
+
+KEY_COOKIE = "skr_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tenant: str
+    key: ApiKey | None  # None: SKR runs open, without keys
 
 
 def get_container(request: Request) -> Container:
@@ -15,9 +31,44 @@ def get_container(request: Request) -> Container:
     return container
 
 
-def get_tenant() -> str:
-    return DEFAULT_TENANT
+def needed_scope(method: str, path: str) -> Scope:
+    """What a request needs: reading (search and ask included), ingesting (new pages,
+    crawls, collections, job control), or admin (deleting)."""
+    if method in ("GET", "HEAD", "OPTIONS") or path == "/v1/ask":
+        return Scope.READ
+    if method == "DELETE":
+        return Scope.ADMIN
+    return Scope.INGEST
+
+
+def presented_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or request.cookies.get(KEY_COOKIE)
+
+
+async def get_caller(request: Request) -> Caller:
+    container = get_container(request)
+    if await container.access.open_mode():
+        return Caller(DEFAULT_TENANT, None)
+    key = await container.access.authenticate(presented_key(request))
+    scope = needed_scope(request.method, request.url.path)
+    if not key.allows(scope):
+        raise PermissionDeniedError(f"this API key may not {scope.value}; it has {_listed(key)}")
+    container.key_limiter.take(key.id)
+    return Caller(key.tenant, key)
+
+
+def _listed(key: ApiKey) -> str:
+    return ", ".join(sorted(s.value for s in key.scopes)) or "no scope"
+
+
+async def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
+    return caller.tenant
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -11,12 +11,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skr.domain.errors import (
+    AuthenticationError,
     ConflictError,
     DependencyError,
     FetchError,
     InvalidInputError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
+    RateLimitedError,
     SKRError,
 )
 
@@ -29,6 +32,9 @@ _STATUS_BY_ERROR: list[tuple[type[SKRError], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (OverloadedError, 503),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (RateLimitedError, 429),
     (DependencyError, 503),
     (FetchError, 422),
 ]
@@ -51,8 +57,10 @@ async def _skr_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SKRError)
     status = _status_of(exc)
     headers = None
-    if isinstance(exc, OverloadedError):
+    if isinstance(exc, OverloadedError | RateLimitedError):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
+    elif isinstance(exc, AuthenticationError):
+        headers = {"WWW-Authenticate": 'Bearer realm="skr"'}
     elif isinstance(exc, DependencyError):
         headers = {"Retry-After": "5"}
     return problem(status, exc.detail, headers)

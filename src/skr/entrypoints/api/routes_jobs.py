@@ -7,13 +7,13 @@ from contextlib import aclosing
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from skr.container import Container
-from skr.domain.errors import InvalidInputError, NotFoundError
+from skr.domain.errors import InvalidInputError, NotFoundError, RateLimitedError
 from skr.domain.models import Job, JobKind
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.dependencies import CallerDep, ContainerDep, TenantDep, get_caller
 from skr.entrypoints.api.schemas import (
     CrawlOptions,
     IngestAccepted,
@@ -23,11 +23,12 @@ from skr.entrypoints.api.schemas import (
     JobRead,
     JobsPage,
 )
+from skr.observability.logs import current_request_id
 from skr.services.collections import resolve_collection
 from skr.services.jobs import job_rate, watch_job
 from skr.services.url_normalization import normalize_url, same_site
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(get_caller)])
 
 # A watcher re-reads its job at least this often, whatever the events do.
 EVENTS_POLL_SECONDS = 2.0
@@ -73,7 +74,7 @@ def _crawl_options(crawl: CrawlOptions, url: str, container: Container) -> dict[
 
 @router.post("/ingest", status_code=202, response_model=IngestAccepted)
 async def ingest(
-    body: IngestRequest, container: ContainerDep, tenant: TenantDep, response: Response
+    body: IngestRequest, container: ContainerDep, caller: CallerDep, response: Response
 ) -> IngestAccepted:
     """Queue a page (HTML or PDF) for ingestion, or with `crawl` a whole site; the work
     happens in the background."""
@@ -82,8 +83,18 @@ async def ingest(
     kind, options = JobKind.INGEST, dict[str, object]()
     if body.crawl is not None:
         kind, options = JobKind.CRAWL, {"crawl": _crawl_options(body.crawl, url, container)}
-    options["tenant"] = tenant
+    options["tenant"] = tenant = caller.tenant
+    if caller.key is not None:
+        limit = container.settings.key_max_active_jobs
+        if await container.job_queue.count_active(caller.key.id) >= limit:
+            raise RateLimitedError(
+                f"this API key already has {limit} jobs queued, running or paused; "
+                "try again when one ends",
+                30,
+            )
+        options["api_key"] = caller.key.id
     collection = await resolve_collection(container.store, body.collection, tenant)
+    options["request_id"] = current_request_id()  # the job's log lines carry it
     job = await container.job_queue.enqueue(kind, collection.id, url, options)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return IngestAccepted(job_id=job.id, status=job.status.value, url=url)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from skr.domain.errors import NotFoundError
 from skr.domain.models import Collection, Document
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.dependencies import ContainerDep, TenantDep, get_caller
 from skr.entrypoints.api.schemas import (
     COLLECTION_NAME,
     ChunkRead,
@@ -21,7 +21,7 @@ from skr.entrypoints.api.schemas import (
 )
 from skr.services.collections import resolve_collection
 
-router = APIRouter(prefix="/v1", tags=["library"])
+router = APIRouter(prefix="/v1", tags=["library"], dependencies=[Depends(get_caller)])
 
 DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
 

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from skr.domain.errors import OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.dependencies import ContainerDep, TenantDep, get_caller
 from skr.entrypoints.api.schemas import (
     COLLECTION_NAME,
     AnswerRead,
@@ -25,7 +25,7 @@ from skr.entrypoints.api.schemas import (
 from skr.services.collections import resolve_collection
 from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(get_caller)])
 
 
 @contextmanager
