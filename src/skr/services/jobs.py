@@ -78,6 +78,9 @@ class JobWorker:
         """Run one leased job to its end, heartbeating its lease; pause or cancel stops it.
         Its log lines carry the id of the request that queued it."""
         with bound_request_id(job.options.get("request_id")):
+            logger.info(
+                "job %s started: %s of %s, attempt %d", job.id, job.kind, job.url, job.attempts
+            )
             await self._run_leased(job)
 
     async def _run_leased(self, job: Job) -> None:
@@ -117,6 +120,7 @@ class JobWorker:
             await self._queue.retry_later(job.id, self.owner, reason, delay)
             await self._changed(job.id)
             return
+        logger.info("job %s %s%s", job.id, status, f": {reason}" if reason else "")
         await self._queue.finish(job.id, self.owner, status, reason)
         await self._changed(job.id)
 
