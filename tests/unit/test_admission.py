@@ -39,13 +39,17 @@ from tests.fakes.fake_container import fake_container_factory
         ("GET", "/v1/jobs/abc", READ),
         ("GET", "/v1/jobs/abc/events", STREAM),
         ("GET", "/", PAGE),
+        ("GET", "/?question=what", ASK),
+        ("GET", "/search?q=blueprints", SEARCH),
+        ("GET", "/search", PAGE),
         ("GET", "/livez", None),
         ("GET", "/readyz", None),
         ("GET", "/metrics", None),
     ],
 )
 def test_each_endpoint_has_its_class(method: str, path: str, gate: str | None) -> None:
-    assert gate_of(method, path) == gate
+    route, _, query = path.partition("?")
+    assert gate_of(method, route, query.encode()) == gate
 
 
 @pytest.mark.anyio

@@ -239,3 +239,21 @@ def test_open_mode_refuses_to_serve_beyond_loopback(tmp_path: Path) -> None:
     with pytest.raises(BaseException) as refused, TestClient(app):  # noqa: PT011
         pass
     assert "no API key, so it serves only on loopback" in messages(refused.value)
+
+
+def test_the_web_page_signs_in_with_a_key_cookie(keyed: tuple[TestClient, Keys]) -> None:
+    client, keys = keyed
+    to_sign_in = client.get("/documents", follow_redirects=False)
+    assert to_sign_in.status_code == 303 and to_sign_in.headers["location"] == "/signin"
+    refused = client.post("/signin", content="key=wrong", follow_redirects=False,
+                          headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert refused.status_code == 401 and "not valid" in refused.text
+    signed_in = client.post("/signin", data={"key": keys.globex_admin}, follow_redirects=False)
+    assert signed_in.status_code == 303
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = client.get("/documents")  # the client keeps the cookie, as a browser would
+    assert page.status_code == 200 and "Library" in page.text
+    assert client.get("/v1/collections").status_code == 200  # the page's script calls too
+    client.post("/signout", follow_redirects=False)
+    assert client.get("/documents", follow_redirects=False).status_code == 303

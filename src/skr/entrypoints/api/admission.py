@@ -125,10 +125,15 @@ class Admission:
         ]
 
 
-def gate_of(method: str, path: str) -> str | None:
-    """The class of an endpoint; ``None`` for the health routes, which are never gated."""
+def gate_of(method: str, path: str, query: bytes = b"") -> str | None:
+    """The class of an endpoint; ``None`` for the health routes, which are never gated.
+    The web page's search and answer are searches and answers too."""
     if path in UNGATED:
         return None
+    if path == "/search" and b"q=" in query:
+        return SEARCH
+    if path == "/" and b"question=" in query:
+        return ASK
     if path.startswith("/v1/"):
         if path == "/v1/search":
             return SEARCH
@@ -158,7 +163,9 @@ class AdmissionMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        name = gate_of(scope.get("method", "GET"), scope.get("path", ""))
+        name = gate_of(
+            scope.get("method", "GET"), scope.get("path", ""), scope.get("query_string", b"")
+        )
         if name is None:
             await self._app(scope, receive, send)
             return

@@ -16,6 +16,7 @@ from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetri
 from skr.entrypoints.api.problems import install_problem_handlers
 from skr.entrypoints.api.request_id import RequestIdMiddleware
 from skr.entrypoints.web.routes import STATIC_PATH, static_files, web_router
+from skr.entrypoints.web.signin import install_sign_in_redirect
 from skr.observability.metrics import Metrics
 from skr.settings import Settings
 
@@ -66,6 +67,7 @@ def create_app(
     for module in (routes_health, routes_jobs, routes_search, routes_library):
         app.include_router(module.router)
     app.include_router(web_router())
+    install_sign_in_redirect(app)
     app.mount(STATIC_PATH, static_files(), name="static")
 
     def current_metrics() -> Metrics | None:

@@ -13,10 +13,12 @@ from starlette.staticfiles import StaticFiles
 from skr.container import Container
 from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep
+from skr.entrypoints.api.dependencies import ContainerDep
 from skr.entrypoints.api.routes_jobs import job_read
 from skr.entrypoints.api.routes_search import answer_read
 from skr.entrypoints.api.schemas import COLLECTION_NAME
+from skr.entrypoints.web.signin import SignIn
+from skr.entrypoints.web.signin import WebTenantDep as TenantDep
 from skr.entrypoints.web.templating import build_environment
 from skr.services.collections import resolve_collection
 from skr.services.search import MAX_QUERY_CHARS
@@ -66,6 +68,10 @@ class WebPages:
             ("/jobs", self.jobs),
         ):
             router.add_api_route(path, handler, methods=["GET"], response_class=HTMLResponse)
+        signin = SignIn(self.render)
+        router.add_api_route("/signin", signin.form, methods=["GET"], response_class=HTMLResponse)
+        router.add_api_route("/signin", signin.submit, methods=["POST"])
+        router.add_api_route("/signout", signin.sign_out, methods=["POST"])
         return router
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -157,7 +163,7 @@ class WebPages:
     async def jobs(self, container: ContainerDep, tenant: TenantDep) -> HTMLResponse:
         """Sources: the form that adds a page or a crawl, and recent jobs (live in skr.js)."""
         collections = await container.store.list_collections(tenant)
-        jobs = await container.job_queue.list_recent(JOBS_SHOWN)
+        jobs = await container.job_queue.list_recent(JOBS_SHOWN, tenant)
         names = {c.id: c.name for c in collections}
         return self.render(
             "jobs.html",
