@@ -279,6 +279,7 @@ def worker() -> None:
     import anyio
 
     from skr.container import build_container
+    from skr.entrypoints.worker_http import serve_worker_http
 
     settings = Settings(run_workers=True)
     _configure_logging(settings)
@@ -288,7 +289,7 @@ def worker() -> None:
     async def run() -> None:
         async with build_container(settings) as container:
             _err.print(f"worker {container.worker.owner} running; Ctrl-C stops it")
-            await anyio.sleep_forever()
+            await serve_worker_http(container)  # /livez, /readyz, /metrics when a port is set
 
     anyio.run(run)
 
