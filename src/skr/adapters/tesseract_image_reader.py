@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import threading
 from typing import cast
@@ -117,6 +118,11 @@ class TesseractImageReader:
     def _detect(self) -> bool:
         with self._detect_lock:
             if self._ocr_ready is None:
+                # tesseract's OpenMP threads spin while they wait, taking the cores the
+                # embedding model needs; one thread per image (tesseract's own advice for
+                # throughput) unless the operator says otherwise. pytesseract hands
+                # os.environ to the tesseract process, so this is where it can be said.
+                os.environ.setdefault("OMP_THREAD_LIMIT", "1")
                 reason = _missing_reason(self._languages)
                 if reason is not None:
                     log.warning(reason)
