@@ -89,6 +89,9 @@ def check_json_report(result: subprocess.CompletedProcess[str], store: str) -> N
         assert ranking["p50_ms"] <= ranking["p95_ms"]
     # three easy questions: the real model puts each one's document first
     assert report["rankings"]["vector"]["metrics"]["MRR@10"] == pytest.approx(1.0)
+    # and each extractive answer quotes it
+    citations = report["answer_citations"]
+    assert (citations["queries"], citations["relevant"], citations["rate"]) == (3, 3, 1.0)
 
 
 def test_eval_embedded_prints_a_table_and_json(tmp_path: Path) -> None:
@@ -99,6 +102,7 @@ def test_eval_embedded_prints_a_table_and_json(tmp_path: Path) -> None:
     assert "3 queries, 8 documents" in table.stdout
     for word in ("keyword", "vector", "hybrid", *METRICS):
         assert word in table.stdout
+    assert "answers citing a relevant document: 3/3" in " ".join(table.stdout.split())
     check_json_report(skr("eval", str(dataset), "--json", SKR_DATA_DIR=str(data_dir)), "sqlite")
     assert not data_dir.exists()  # a temporary data directory, not SKR_DATA_DIR
 

@@ -11,7 +11,16 @@ import pytest
 from skr.adapters.memory_cache import MemoryCache
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import ChunkKind, Collection, ScoredId
-from skr.services.evaluation import RANKINGS, document_id_of, evaluate, load_beir, source_id
+from skr.services.ask import AskService
+from skr.services.evaluation import (
+    ANSWER_PASSAGES,
+    RANKINGS,
+    document_id_of,
+    evaluate,
+    evaluate_citations,
+    load_beir,
+    source_id,
+)
 from skr.services.ingest import IngestService, TextDocument
 from skr.services.search import SearchService
 from tests.fakes.fake_embedder import FakeEmbedder
@@ -149,14 +158,19 @@ async def test_document_search_keeps_the_best_chunk_of_each_document(tmp_path: P
 
 async def test_evaluate_scores_every_ranking_with_known_keyword_scores(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "tiny")
-    search, collection, _, _ = await indexed(root)
+    search, collection, _, store = await indexed(root)
     dataset = load_beir(root)
     done: list[int] = []
+    store.keyword_depths.clear()
     report = await evaluate(
         search, collection, dataset.queries, dataset.qrels, (10, 100),
         document_id=document_id_of("tiny"), on_progress=done.append,
     )  # fmt: skip
-    assert report.queries == 3 and done == list(range(1, 10))
+    # 3 queries x 3 rankings x 2 cutoffs: each cutoff k is a search for k documents (4 k
+    # chunks), keyword and hybrid alike, so hybrid fuses what a user's search fuses
+    assert report.queries == 3 and done == list(range(1, 19))
+    assert store.keyword_depths == ([40] * 3 + [400] * 3) * 2
+    assert all(r.latency_k == 10 for r in report.rankings)
     assert [r.mode for r in report.rankings] == list(RANKINGS)
     keyword = report.rankings[0]
     # q1 and q2 are perfect (q2 with graded relevance), q3 finds only d6: 0
@@ -170,3 +184,25 @@ async def test_evaluate_scores_every_ranking_with_known_keyword_scores(tmp_path:
     assert vector.metrics["Recall@100"] == pytest.approx(1.0)  # all six are ranked
     as_dict = report.as_dict()
     assert set(as_dict["rankings"]) == set(RANKINGS)  # type: ignore[arg-type]
+
+
+async def test_citation_rate_counts_answers_that_cite_a_relevant_document(
+    tmp_path: Path,
+) -> None:
+    search, collection, _, _ = await indexed(write_dataset(tmp_path / "tiny"))
+    ask = AskService(search=search, generator=None)
+    queries = {"q1": QUERIES["q1"], "q2": QUERIES["q2"], "q9": QUERIES["q9"]}
+    # q1's answer quotes d1; q2's quotes only the volcano chunks, and is judged against
+    # d1 here; q9 has no judgement, so it is not asked
+    qrels = {"q1": {"d1": 1}, "q2": {"d1": 1, "d2": 0}}
+    done: list[int] = []
+    result = await evaluate_citations(
+        ask, collection, queries, qrels, document_id=document_id_of("tiny"),
+        on_progress=done.append,
+    )  # fmt: skip
+    assert (result.queries, result.relevant, result.rate) == (2, 1, 0.5)
+    assert done == [1, 2] and 0 <= result.p50_ms <= result.p95_ms
+    answer = await ask.ask(collection, QUERIES["q2"], ANSWER_PASSAGES)
+    assert answer.citations and {c.url for c in answer.citations} == {"beir://tiny/d2"}
+    as_dict = result.as_dict()
+    assert as_dict["rate"] == 0.5 and as_dict["passages"] == ANSWER_PASSAGES

@@ -7,7 +7,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -19,12 +19,15 @@ from rich.table import Table
 from skr.container import Container, build_container
 from skr.domain.models import DEFAULT_TENANT, Collection
 from skr.services.evaluation import (
+    ANSWER_PASSAGES,
+    DEFAULT_K_VALUES,
     HEADLINE_METRICS,
     RANKINGS,
     BeirDataset,
     EvalReport,
     document_id_of,
     evaluate,
+    evaluate_citations,
     load_beir,
     source_id,
 )
@@ -74,7 +77,10 @@ def run_eval(
         TimeElapsedColumn(), console=progress_console,
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="skr-eval-") as data_dir, progress:
-        settings = Settings(run_workers=False, data_dir=Path(data_dir), cache_ttl_seconds=0)
+        # extractive answers only: the citation rate measures retrieval, not a remote model
+        settings = Settings(
+            run_workers=False, data_dir=Path(data_dir), cache_ttl_seconds=0, llm_base_url=None
+        )
 
         async def go() -> EvalRun:
             async with build_container(settings) as container:
@@ -89,7 +95,7 @@ async def _index_and_evaluate(
     store = container.store
     collection = await store.create_collection(f"eval-{secrets.token_hex(4)}", DEFAULT_TENANT)
     try:
-        documents = _text_documents(dataset)
+        documents = text_documents(dataset)
         started = time.perf_counter()
         outcomes = await container.ingest.ingest_texts(
             documents,
@@ -97,13 +103,24 @@ async def _index_and_evaluate(
             on_progress=_bar(progress, "indexing documents", len(documents)),
         )
         ingest_seconds = time.perf_counter() - started
+        document_id = document_id_of(dataset.name)
         report = await evaluate(
             container.search,
             collection,
             dataset.queries,
             dataset.qrels,
-            document_id=document_id_of(dataset.name),
-            on_progress=_bar(progress, "searching", len(dataset.queries) * len(RANKINGS)),
+            document_id=document_id,
+            on_progress=_bar(
+                progress, "searching", len(dataset.queries) * len(RANKINGS) * len(DEFAULT_K_VALUES)
+            ),
+        )
+        citations = await evaluate_citations(
+            container.ask,
+            collection,
+            dataset.queries,
+            dataset.qrels,
+            document_id=document_id,
+            on_progress=_bar(progress, "answering", len(dataset.queries)),
         )
     finally:
         if container.settings.database_url is not None:
@@ -115,11 +132,11 @@ async def _index_and_evaluate(
         documents=len(documents),
         chunks=sum(o.chunks for o in outcomes),
         ingest_seconds=ingest_seconds,
-        report=report,
+        report=replace(report, citations=citations),
     )
 
 
-def _text_documents(dataset: BeirDataset) -> list[TextDocument]:
+def text_documents(dataset: BeirDataset) -> list[TextDocument]:
     """The corpus as texts: a document with only a title is its title; one with neither
     could never be found, and is left out (the printed document count shows it)."""
     return [
@@ -167,3 +184,19 @@ def print_run(run: EvalRun, console: Console, *, as_json: bool) -> None:
             f"{ranking.p95_ms:.1f}",
         )
     console.print(table)
+    if run.report.rankings:
+        console.print(
+            f"metrics at k from searches for k documents; p50/p95: one search for "
+            f"{run.report.rankings[0].latency_k} documents, in process",
+            highlight=False,
+            soft_wrap=True,
+        )
+    citations = run.report.citations
+    if citations is not None:
+        console.print(
+            f"answers citing a relevant document: {citations.relevant}/{citations.queries} "
+            f"({citations.rate:.1%}; extractive, {ANSWER_PASSAGES} passages; "
+            f"p50 {citations.p50_ms:.1f} ms, p95 {citations.p95_ms:.1f} ms)",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -15,11 +15,14 @@ import numpy as np
 
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import Collection
+from skr.services.ask import AskService
 from skr.services.search import MAX_QUERY_CHARS, SearchMode, SearchService
 
 RANKINGS: tuple[SearchMode, ...] = ("keyword", "vector", "hybrid")
 DEFAULT_K_VALUES = (10, 100)
 HEADLINE_METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10")
+ANSWER_PASSAGES = 5
+"""Passages an evaluated answer is written from: as many as an ask gets by default."""
 
 Qrels = dict[str, dict[str, int]]
 """Query id → document id → graded relevance (0 or less: not relevant)."""
@@ -55,22 +58,49 @@ class BeirDataset:
 
 @dataclass(frozen=True, slots=True)
 class RankingResult:
-    """One ranking's mean metrics over the queries, and how long its searches took."""
+    """One ranking's mean metrics over the queries, how long all its searches took, and
+    the latency of a search for ``latency_k`` documents."""
 
     mode: SearchMode
     metrics: dict[str, float]
     total_seconds: float
     p50_ms: float
     p95_ms: float
+    latency_k: int
+
+
+@dataclass(frozen=True, slots=True)
+class CitationResult:
+    """How many judged queries got an answer citing at least one relevant document."""
+
+    queries: int
+    relevant: int
+    p50_ms: float
+    p95_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.relevant / self.queries if self.queries else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "queries": self.queries,
+            "relevant": self.relevant,
+            "rate": self.rate,
+            "passages": ANSWER_PASSAGES,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class EvalReport:
     queries: int
     rankings: list[RankingResult]
+    citations: CitationResult | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        report: dict[str, object] = {
             "queries": self.queries,
             "rankings": {
                 r.mode: {
@@ -78,10 +108,14 @@ class EvalReport:
                     "seconds": r.total_seconds,
                     "p50_ms": r.p50_ms,
                     "p95_ms": r.p95_ms,
+                    "latency_k": r.latency_k,
                 }
                 for r in self.rankings
             },
         }
+        if self.citations is not None:
+            report["answer_citations"] = self.citations.as_dict()
+        return report
 
 
 def source_id(dataset: str, document_id: str) -> str:
@@ -210,33 +244,69 @@ async def evaluate(
     rankings: Sequence[SearchMode] = RANKINGS,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Run every judged query through ``search`` once per ranking, best documents first,
-    deep enough for the largest ``k``; ``document_id`` maps a hit's URL to the dataset's
-    document id; ``on_progress`` hears how many searches are done. Queries longer than the
-    search allows are cut to fit."""
+    """Run every judged query through ``search`` for each ranking and each ``k``: the
+    metrics at cutoff ``k`` come from a search for ``k`` documents, exactly what a user
+    asking for ``k`` gets (so hybrid fuses as many candidates as theirs does), and the
+    latency from the searches for the smallest ``k``. ``document_id`` maps a hit's URL to
+    the dataset's document id; ``on_progress`` hears how many searches are done. Queries
+    longer than the search allows are cut to fit."""
     judged = {q: text for q, text in queries.items() if qrels.get(q)}
-    depth = max(k_values)
+    judgements = {q: qrels[q] for q in judged}
+    cutoffs = sorted(set(k_values))
     results: list[RankingResult] = []
+    done = 0
     for mode in rankings:
-        runs: dict[str, list[str]] = {}
-        seconds: list[float] = []
-        for query_id, text in judged.items():
-            started = time.perf_counter()
-            hits = await search.search_documents(
-                collection, text[:MAX_QUERY_CHARS], depth, mode=mode
-            )
-            seconds.append(time.perf_counter() - started)
-            ids = (document_id(hit.url) for hit in hits)
-            runs[query_id] = [doc for doc in ids if doc is not None]
-            if on_progress is not None:
-                on_progress(len(results) * len(judged) + len(runs))
-        metrics = mean_metrics(runs, {q: qrels[q] for q in judged}, k_values)
-        results.append(_ranking_result(mode, metrics, seconds))
+        metrics: dict[str, float] = {}
+        seconds: dict[int, list[float]] = {k: [] for k in cutoffs}
+        for k in cutoffs:
+            runs: dict[str, list[str]] = {}
+            for query_id, text in judged.items():
+                started = time.perf_counter()
+                hits = await search.search_documents(
+                    collection, text[:MAX_QUERY_CHARS], k, mode=mode
+                )
+                seconds[k].append(time.perf_counter() - started)
+                ids = (document_id(hit.url) for hit in hits)
+                runs[query_id] = [doc for doc in ids if doc is not None]
+                done += 1
+                if on_progress is not None:
+                    on_progress(done)
+            metrics.update(mean_metrics(runs, judgements, [k]))
+        p50, p95 = _percentiles_ms(seconds[cutoffs[0]])
+        total = sum(sum(s) for s in seconds.values())
+        results.append(RankingResult(mode, metrics, total, p50, p95, cutoffs[0]))
     return EvalReport(queries=len(judged), rankings=results)
 
 
-def _ranking_result(
-    mode: SearchMode, metrics: dict[str, float], seconds: list[float]
-) -> RankingResult:
-    p50, p95 = np.percentile(seconds, [50, 95]) * 1000 if seconds else (0.0, 0.0)
-    return RankingResult(mode, metrics, sum(seconds), float(p50), float(p95))
+def _percentiles_ms(seconds: Sequence[float]) -> tuple[float, float]:
+    if not seconds:
+        return 0.0, 0.0
+    p50, p95 = np.percentile(seconds, [50, 95]) * 1000
+    return float(p50), float(p95)
+
+
+async def evaluate_citations(
+    ask: AskService,
+    collection: Collection,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    *,
+    document_id: Callable[[str], str | None],
+    on_progress: Callable[[int], None] | None = None,
+) -> CitationResult:
+    """Ask every judged query (``ANSWER_PASSAGES`` passages) and count the answers with at
+    least one citation of a relevant document; ``on_progress`` hears how many are done."""
+    judged = {q: text for q, text in queries.items() if qrels.get(q)}
+    relevant = 0
+    seconds: list[float] = []
+    for done, (query_id, text) in enumerate(judged.items(), start=1):
+        started = time.perf_counter()
+        answer = await ask.ask(collection, text[:MAX_QUERY_CHARS], ANSWER_PASSAGES)
+        seconds.append(time.perf_counter() - started)
+        cited = {document_id(c.url) for c in answer.citations}
+        if any(qrels[query_id].get(doc, 0) > 0 for doc in cited if doc is not None):
+            relevant += 1
+        if on_progress is not None:
+            on_progress(done)
+    p50, p95 = _percentiles_ms(seconds)
+    return CitationResult(len(judged), relevant, p50, p95)
