@@ -14,6 +14,7 @@ from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.adapters.tesseract_image_reader import TesseractImageReader
 from skr.backends import embedded_backend, scale_out_backend
+from skr.domain.models import Fusion
 from skr.observability.metered_ports import MeteredCache, TimedEmbedder
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
@@ -165,6 +166,8 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             candidates=settings.search_candidates,
             rrf_k=settings.rrf_k,
             cache_ttl_seconds=settings.cache_ttl_seconds,
+            fusion=Fusion(settings.search_fusion),
+            keyword_weight=settings.search_keyword_weight,
         )
         ask = AskService(
             search=search,

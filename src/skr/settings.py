@@ -99,6 +99,8 @@ class Settings(BaseSettings):
 
     # search and cache
     search_candidates: int = Field(default=50, ge=10, le=1000)
+    search_fusion: Literal["score", "rrf"] = "score"
+    search_keyword_weight: float = Field(default=0.4, ge=0, le=1)
     rrf_k: int = Field(default=60, ge=1)
     cache_ttl_seconds: float = Field(default=300.0, ge=0)
     cache_max_entries: int = Field(default=10_000, ge=0)

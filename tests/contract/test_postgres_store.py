@@ -13,8 +13,8 @@ import pytest
 from skr.adapters.postgres_database import PostgresDatabase
 from skr.adapters.postgres_store import PostgresStore
 from skr.domain.errors import DependencyError, InvalidInputError
-from skr.domain.models import ChunkKind, HybridQuery, ImageInfo
-from skr.domain.ranking import fuse_rankings
+from skr.domain.models import ChunkKind, Fusion, HybridQuery, ImageInfo
+from skr.domain.ranking import fuse
 from tests.contract.store_fixtures import DIMENSIONS, MODEL_ID, POSTGRES_URL, fresh_postgres
 from tests.contract.test_store_contract import page, unit
 
@@ -56,8 +56,11 @@ async def _fill_for_hybrid(store: PostgresStore) -> str:
     return c.id
 
 
+@pytest.mark.parametrize("fusion", list(Fusion))
 @pytest.mark.parametrize("kind", [None, ChunkKind.TEXT, ChunkKind.IMAGE])
-async def test_hybrid_equals_fusing_the_two_searches(kind: ChunkKind | None) -> None:
+async def test_hybrid_equals_fusing_the_two_searches(
+    kind: ChunkKind | None, fusion: Fusion
+) -> None:
     async with postgres_store() as (store, _):
         collection_id = await _fill_for_hybrid(store)
         cases = [
@@ -69,10 +72,10 @@ async def test_hybrid_equals_fusing_the_two_searches(kind: ChunkKind | None) -> 
             ("flask", unit(12), 50, 50, (1.0, 1.0), 60),
         ]
         for text, vector, k, candidates, weights, rrf_k in cases:
-            query = HybridQuery(text, vector, k, kind, candidates, weights, rrf_k)
+            query = HybridQuery(text, vector, k, kind, candidates, weights, rrf_k, fusion)
             keyword = await store.keyword_search(collection_id, text, candidates, kind)
             semantic = await store.vector_search(collection_id, vector, candidates, kind)
-            expected = fuse_rankings([keyword, semantic], weights, rrf_k)[:k]
+            expected = fuse(query, keyword, semantic)
             got = await store.hybrid_search(collection_id, query)
             assert [s.chunk_id for s in got] == [s.chunk_id for s in expected], text
             assert [s.score for s in got] == pytest.approx([s.score for s in expected])

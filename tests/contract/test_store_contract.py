@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
-from skr.domain.models import ChunkDraft, ChunkKind, ImageInfo, PageWrite
+from skr.domain.models import ChunkDraft, ChunkKind, Fusion, HybridQuery, ImageInfo, PageWrite
 from skr.ports.store import Store
 from tests.contract.store_fixtures import DIMENSIONS, MODEL_ID, STORE_KINDS, make_store
 
@@ -123,6 +124,55 @@ async def test_searches_stay_inside_their_collection_and_kind(store: Store) -> N
     only_text = await store.vector_search(a.id, unit(1000), 10, ChunkKind.TEXT)
     kinds = {ch.kind for ch in await store.get_chunks([v.chunk_id for v in only_text])}
     assert kinds == {ChunkKind.TEXT}
+
+
+def toward(cosine: float) -> np.ndarray:
+    """A unit vector whose cosine with ``toward(1.0)`` (the first axis) is ``cosine``."""
+    v = np.zeros(DIMENSIONS, dtype=np.float32)
+    v[0], v[1] = cosine, np.sqrt(1 - cosine**2)
+    return v
+
+
+async def fusion_page(store: Store) -> tuple[str, dict[str, str]]:
+    """Chunks a, b, c at cosines 1, 0.8 and 0.5 from the first axis; only c says zebra."""
+    c = await store.ensure_collection("docs", "t")
+    texts = ["apples grow on trees", "pears ripen slowly", "a zebra crossing"]
+    drafted = page(c.id, "http://x.test/fusion", texts, [1, 2, 3])
+    vectors = np.vstack([toward(1.0), toward(0.8), toward(0.5)])
+    document = await store.write_page(replace(drafted, vectors=vectors))
+    stored = await store.stored_page(document.id)
+    assert stored is not None
+    return c.id, {ch.id: "abc"[ch.ordinal] for ch in stored.chunks}
+
+
+def hybrid(candidates: int, k: int = 3, fusion: Fusion = Fusion.SCORE) -> HybridQuery:
+    return HybridQuery("zebra", toward(1.0), k, None, candidates, (0.4, 0.6), 60, fusion)
+
+
+async def test_score_fusion_by_hand(store: Store) -> None:
+    collection_id, names = await fusion_page(store)
+    # keyword: c alone (1); vector: a 1, b 0.8, c 0.5; neither ranking full, floors 0
+    fused = await store.hybrid_search(collection_id, hybrid(candidates=10))
+    assert [names[f.chunk_id] for f in fused] == ["c", "a", "b"]
+    expected = [0.4 * 1 + 0.6 * 0.5, 0.6 * 1, 0.6 * 0.8]
+    assert [f.score for f in fused] == pytest.approx(expected, abs=1e-5)
+    # two candidates: the vector ranking (a, b) is full, so c gets its floor, b's 0.8
+    fused = await store.hybrid_search(collection_id, hybrid(candidates=2))
+    assert [names[f.chunk_id] for f in fused] == ["c", "a", "b"]
+    expected = [0.4 * 1 + 0.6 * 0.8, 0.6 * 1, 0.6 * 0.8]
+    assert [f.score for f in fused] == pytest.approx(expected, abs=1e-5)
+    assert [names[f.chunk_id] for f in await store.hybrid_search(collection_id, hybrid(10, 2))] == [
+        "c", "a",
+    ]  # fmt: skip
+
+
+async def test_reciprocal_rank_fusion_by_hand(store: Store) -> None:
+    collection_id, names = await fusion_page(store)
+    fused = await store.hybrid_search(collection_id, hybrid(10, fusion=Fusion.RRF))
+    # keyword ranks c first; vector ranks a, b, c
+    assert [names[f.chunk_id] for f in fused] == ["c", "a", "b"]
+    expected = [0.4 / 61 + 0.6 / 63, 0.6 / 61, 0.6 / 62]
+    assert [f.score for f in fused] == pytest.approx(expected)
 
 
 async def test_keyword_search_survives_hostile_queries(store: Store) -> None:

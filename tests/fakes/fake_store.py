@@ -21,7 +21,7 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
-from skr.domain.ranking import fuse_rankings
+from skr.domain.ranking import fuse
 from skr.domain.vectors import Vector
 from skr.ports.store import StoredPage
 
@@ -174,7 +174,7 @@ class InMemoryStore:
     async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
         keyword = await self.keyword_search(collection_id, query.text, query.candidates, query.kind)
         vector = await self.vector_search(collection_id, query.vector, query.candidates, query.kind)
-        return fuse_rankings([keyword, vector], query.weights, query.rrf_k)[: query.k]
+        return fuse(query, keyword, vector)
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         return [self.chunks[i][0] for i in chunk_ids if i in self.chunks]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from skr.domain.models import ChunkKind, Citation, Hit, ScoredId
-from skr.domain.ranking import fuse_rankings
+import numpy as np
+import pytest
+
+from skr.domain.models import ChunkKind, Citation, Fusion, Hit, HybridQuery, ScoredId
+from skr.domain.ranking import fuse, fuse_rankings, fuse_scores, normalised_scores
 from skr.services.answering import extractive_answer, split_sentences, verified_citations
 
 
@@ -22,6 +25,52 @@ def test_weights_change_the_order() -> None:
     vector = [ScoredId("c", 0.8)]
     fused = fuse_rankings([keyword, vector], [1.0, 2.0], rrf_k=60)
     assert [f.chunk_id for f in fused] == ["c", "a"]
+
+
+def test_score_fusion_by_hand_with_rankings_that_hold_every_match() -> None:
+    # fewer items than the 10 candidates: an item missing from a ranking gets 0 from it
+    keyword = [ScoredId("a", 8.0), ScoredId("b", 2.0)]  # over the best: 1, 0.25
+    vector = [ScoredId("b", 0.5), ScoredId("c", 0.4), ScoredId("a", 0.1)]  # 1, 0.8, 0.2
+    fused = fuse_scores([keyword, vector], [0.4, 0.6], candidates=10)
+    assert [f.chunk_id for f in fused] == ["b", "a", "c"]
+    # b: 0.4 x 0.25 + 0.6 x 1; a: 0.4 x 1 + 0.6 x 0.2; c: 0.6 x 0.8
+    assert [f.score for f in fused] == pytest.approx([0.7, 0.52, 0.48])
+
+
+def test_score_fusion_gives_a_full_rankings_floor_and_breaks_ties_keyword_first() -> None:
+    # two candidates each, both rankings full: a missing item may score just below the
+    # last one, so it gets the ranking's lowest normalised score
+    keyword = [ScoredId("a", 4.0), ScoredId("b", 1.0)]  # 1, 0.25; floor 0.25
+    vector = [ScoredId("c", 0.5), ScoredId("d", 0.25)]  # 1, 0.5; floor 0.5
+    fused = fuse_scores([keyword, vector], [0.5, 0.5], candidates=2)
+    # a: 0.5 + 0.25; c: 0.125 + 0.5; b and d: 0.125 + 0.25, tied, keyword's b first
+    assert [(f.chunk_id, f.score) for f in fused] == [
+        ("a", 0.75), ("c", 0.625), ("b", 0.375), ("d", 0.375),
+    ]  # fmt: skip
+
+
+def test_scores_are_normalised_by_the_best_and_never_below_zero() -> None:
+    assert normalised_scores([ScoredId("x", -0.2), ScoredId("y", 0.4)]) == {"x": 0, "y": 1}
+    assert normalised_scores([ScoredId("x", -0.1), ScoredId("y", -0.3)]) == {"x": 0, "y": 0}
+    assert normalised_scores([]) == {}
+    # a ranking with nothing positive adds nothing: the other decides the order
+    fused = fuse_scores([[ScoredId("x", 0.0)], [ScoredId("y", 0.2), ScoredId("x", 0.1)]],
+                        [0.5, 0.5], candidates=5)  # fmt: skip
+    assert [(f.chunk_id, f.score) for f in fused] == [("y", 0.5), ("x", 0.25)]
+
+
+@pytest.mark.parametrize("fusion", list(Fusion))
+def test_fuse_follows_the_query_and_keeps_k(fusion: Fusion) -> None:
+    keyword = [ScoredId("a", 9.0), ScoredId("b", 5.0)]
+    vector = [ScoredId("b", 0.9), ScoredId("c", 0.8)]
+    query = HybridQuery("q", np.zeros(3), 2, None, 10, (0.4, 0.6), 60, fusion)
+    expected = (
+        fuse_rankings([keyword, vector], [0.4, 0.6], 60)
+        if fusion is Fusion.RRF
+        else fuse_scores([keyword, vector], [0.4, 0.6], 10)
+    )
+    assert fuse(query, keyword, vector) == expected[:2]
+    assert HybridQuery("q", np.zeros(3), 2, None, 10, (0.4, 0.6), 60).fusion is Fusion.SCORE
 
 
 def hit(i: int, text: str) -> Hit:

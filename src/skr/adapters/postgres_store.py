@@ -29,6 +29,7 @@ from skr.domain.models import (
     ChunkKind,
     Collection,
     Document,
+    Fusion,
     HybridQuery,
     PageWrite,
     ScoredId,
@@ -63,18 +64,20 @@ _VECTOR_CANDIDATES = (
     "ORDER BY distance LIMIT %(candidates)s"
 )
 _VECTOR_RESORTED = "SELECT id, distance FROM ({nearest}) AS nearest ORDER BY distance, seq"
-# One statement, one round trip: both rankings, numbered, joined and fused. A chunk
-# missing from one ranking gets nothing from it; ties are ordered as fuse_rankings
-# orders them (keyword ranking first, then the vector-only chunks by vector rank).
-_HYBRID = """
+# One statement, one round trip: both rankings, numbered, joined and fused as
+# skr.domain.ranking fuses them. A chunk missing from one ranking gets nothing from it
+# (RRF), or that ranking's floor (score fusion); ties are ordered as the domain orders them
+# (keyword ranking first, then the vector-only chunks by vector rank).
+_RANKINGS = """
 WITH keyword AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC, seq) AS rank_no
+    SELECT id, row_number() OVER (ORDER BY rank DESC, seq) AS rank_no, rank::float8 AS score
     FROM ({best}) AS best
 ),
 semantic AS (
-    SELECT id, row_number() OVER (ORDER BY distance, seq) AS rank_no
+    SELECT id, row_number() OVER (ORDER BY distance, seq) AS rank_no, 1 - distance AS score
     FROM ({nearest}) AS nearest
-)
+)"""
+_RRF = """
 SELECT coalesce(kw.id, vec.id) AS id,
     coalesce(%(keyword_weight)s::float8 / (%(rrf_k)s::int8 + kw.rank_no), 0)
     + coalesce(%(vector_weight)s::float8 / (%(rrf_k)s::int8 + vec.rank_no), 0) AS score
@@ -82,6 +85,34 @@ FROM keyword kw FULL OUTER JOIN semantic vec ON vec.id = kw.id
 ORDER BY score DESC, kw.rank_no NULLS LAST, vec.rank_no
 LIMIT %(k)s
 """
+# Each score over the ranking's best (0 when negative, or when the best is not positive);
+# the floor is the lowest of those when the ranking is full, else 0.
+_SCORE_FUSION = """,
+kw AS (
+    SELECT id, rank_no, CASE WHEN max(score) OVER () > 0
+        THEN greatest(score, 0) / max(score) OVER () ELSE 0 END AS norm
+    FROM keyword
+),
+vec AS (
+    SELECT id, rank_no, CASE WHEN max(score) OVER () > 0
+        THEN greatest(score, 0) / max(score) OVER () ELSE 0 END AS norm
+    FROM semantic
+),
+floors AS (
+    SELECT
+        (SELECT CASE WHEN count(*) >= %(candidates)s THEN min(norm) ELSE 0 END FROM kw)
+            AS kw_floor,
+        (SELECT CASE WHEN count(*) >= %(candidates)s THEN min(norm) ELSE 0 END FROM vec)
+            AS vec_floor
+)
+SELECT coalesce(kw.id, vec.id) AS id,
+    %(keyword_weight)s::float8 * coalesce(kw.norm, floors.kw_floor)
+    + %(vector_weight)s::float8 * coalesce(vec.norm, floors.vec_floor) AS score
+FROM kw FULL OUTER JOIN vec ON vec.id = kw.id CROSS JOIN floors
+ORDER BY score DESC, kw.rank_no NULLS LAST, vec.rank_no
+LIMIT %(k)s
+"""
+_HYBRID = {Fusion.RRF: _RANKINGS + _RRF, Fusion.SCORE: _RANKINGS + _SCORE_FUSION}
 
 _UPSERT_DOCUMENT = """
 INSERT INTO documents (id, collection_id, url, final_url, title, content_hash, etag,
@@ -329,7 +360,7 @@ class PostgresStore:
             rrf_k=query.rrf_k,
             k=query.k,
         )
-        statement = sql.SQL(_HYBRID).format(
+        statement = sql.SQL(_HYBRID[query.fusion]).format(
             best=_with_kind(_KEYWORD_CANDIDATES, query.kind),
             nearest=_with_kind(_VECTOR_CANDIDATES, query.kind),
         )

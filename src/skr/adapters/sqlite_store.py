@@ -36,7 +36,7 @@ from skr.domain.models import (
 )
 from skr.domain.paging import decode_cursor
 from skr.domain.query_terms import query_terms
-from skr.domain.ranking import fuse_rankings
+from skr.domain.ranking import fuse
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
@@ -341,7 +341,7 @@ class SQLiteStore:
             self.keyword_search(collection_id, query.text, query.candidates, query.kind),
             self.vector_search(collection_id, query.vector, query.candidates, query.kind),
         )
-        return fuse_rankings([keyword, semantic], query.weights, query.rrf_k)[: query.k]
+        return fuse(query, keyword, semantic)
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         if not chunk_ids:

@@ -148,6 +148,13 @@ class ScoredId:
     score: float
 
 
+class Fusion(enum.StrEnum):
+    """How hybrid search combines its keyword and vector rankings (see ``domain.ranking``)."""
+
+    SCORE = "score"  # weighted sum of each ranking's scores over its best score
+    RRF = "rrf"  # weighted reciprocal-rank fusion
+
+
 @dataclass(frozen=True, slots=True)
 class HybridQuery:
     """One hybrid search: ``candidates`` from each ranking, fused, best ``k`` kept."""
@@ -159,6 +166,7 @@ class HybridQuery:
     candidates: int
     weights: tuple[float, float]  # keyword, vector
     rrf_k: int
+    fusion: Fusion = Fusion.SCORE
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Search: keyword, vector, or both fused by weighted reciprocal rank (the default)."""
+"""Search: keyword, vector, or both fused (the default; see ``domain.ranking``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Literal
 import numpy as np
 
 from skr.domain.errors import InvalidInputError
-from skr.domain.models import ChunkKind, Collection, Hit, HybridQuery, ScoredId
+from skr.domain.models import ChunkKind, Collection, Fusion, Hit, HybridQuery, ScoredId
+from skr.domain.ranking import DEFAULT_KEYWORD_WEIGHT
 from skr.domain.vectors import Vector
 from skr.ports.cache import Cache
 from skr.ports.embedder import Embedder
@@ -39,8 +40,8 @@ class SearchService:
         candidates: int,
         rrf_k: int,
         cache_ttl_seconds: float,
-        keyword_weight: float = 1.0,
-        vector_weight: float = 1.0,
+        fusion: Fusion = Fusion.SCORE,
+        keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -48,7 +49,8 @@ class SearchService:
         self._candidates = candidates
         self._rrf_k = rrf_k
         self._ttl = cache_ttl_seconds
-        self._weights = (keyword_weight, vector_weight)
+        self._fusion = fusion
+        self._weights = (keyword_weight, 1.0 - keyword_weight)
 
     async def embed_query(self, query: str) -> Vector:
         key = f"qe:{self._embedder.model_id}:{_digest(query)}"
@@ -114,7 +116,9 @@ class SearchService:
         candidates = max(self._candidates, k)
         return await self._store.hybrid_search(
             collection_id,
-            HybridQuery(query, vector, k, kind, candidates, self._weights, self._rrf_k),
+            HybridQuery(
+                query, vector, k, kind, candidates, self._weights, self._rrf_k, self._fusion
+            ),
         )
 
     async def _hits(self, ranked: list[ScoredId]) -> list[Hit]:
