@@ -17,12 +17,14 @@ $(BIN)/skr: pyproject.toml
 install: $(BIN)/skr
 
 # PostgreSQL (with pgvector, built by our own script) and Redis on loopback, for the tests;
-# the tesseract OCR engine that reads text in images; and Chromium for the browser tests.
+# the tesseract OCR engine that reads text in images; Chromium for the browser tests; and
+# promtool, which checks the Prometheus alert rules and the dashboard's queries.
 services:
 	bash scripts/ensure-services.sh
 	bash scripts/install-pgvector.sh
 	bash scripts/install-ocr.sh
 	bash scripts/install-chromium.sh
+	bash scripts/install-promtool.sh
 
 serve: install
 	$(BIN)/skr serve
