@@ -114,7 +114,12 @@ async def embedded_backend(
     async def save_indexes_periodically() -> None:
         while True:
             await anyio.sleep(_INDEX_SAVE_SECONDS)
-            await store.save_indexes()
+            try:
+                await store.save_indexes()
+            except (OSError, RuntimeError, DependencyError) as exc:
+                # a full or read-only disk must not stop the server: the indexes are
+                # derived from SQLite, and one whose save was lost is rebuilt at start
+                logger.error("could not save the vector indexes (will try again): %s", exc)
 
     return Backend(
         store=store,
