@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,10 +23,9 @@ from skr.domain.errors import (
     RateLimitedError,
     SKRError,
 )
+from skr.entrypoints.api.schemas import PROBLEM_JSON, ProblemRead
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
 
 _STATUS_BY_ERROR: list[tuple[type[SKRError], int]] = [
     (InvalidInputError, 422),
@@ -96,3 +96,21 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    _declare_problem_schema(app)
+
+
+def _declare_problem_schema(app: FastAPI) -> None:
+    """Puts ``ProblemRead`` into the OpenAPI components, where the routes' error
+    declarations (``schemas.problem_responses``) point: FastAPI only adds the models it
+    serialises itself, and it would declare them as application/json."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()  # cached by FastAPI as app.openapi_schema
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ProblemRead"] = ProblemRead.model_json_schema()
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.container import Container
 from skr.domain.errors import SKRError
 from skr.entrypoints.api.dependencies import ContainerDep
+from skr.entrypoints.api.schemas import ReadinessRead
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +21,11 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadinessRead,
+    responses={503: {"model": ReadinessRead, "description": "Not ready: see checks"}},
+)
 async def readyz(container: ContainerDep, request: Request) -> JSONResponse:
     """Dependency state from a check cached for a few seconds; unready too while this
     process is shedding hard, so a balancer sends its work elsewhere."""
@@ -33,7 +38,7 @@ async def readyz(container: ContainerDep, request: Request) -> JSONResponse:
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(container: ContainerDep, request: Request) -> Response:
     """Prometheus text format."""
     await refresh_gauges(container)

@@ -22,13 +22,19 @@ from skr.entrypoints.api.schemas import (
     JobErrorRead,
     JobRead,
     JobsPage,
+    problem_responses,
 )
 from skr.observability.logs import current_request_id
 from skr.services.collections import resolve_collection
 from skr.services.jobs import job_rate, watch_job
 from skr.services.url_normalization import normalize_url, same_site
 
-router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(get_caller)])
+router = APIRouter(
+    prefix="/v1",
+    tags=["jobs"],
+    dependencies=[Depends(get_caller)],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 
 # A watcher re-reads its job at least this often, whatever the events do.
 EVENTS_POLL_SECONDS = 2.0
@@ -72,7 +78,12 @@ def _crawl_options(crawl: CrawlOptions, url: str, container: Container) -> dict[
     return crawl.model_dump()
 
 
-@router.post("/ingest", status_code=202, response_model=IngestAccepted)
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses=problem_responses(400, 404, 413),
+)
 async def ingest(
     body: IngestRequest, container: ContainerDep, caller: CallerDep, response: Response
 ) -> IngestAccepted:
@@ -117,7 +128,7 @@ async def _tenants_job(container: Container, job_id: str, tenant: str) -> Job:
     return job
 
 
-@router.get("/jobs/{job_id}", response_model=JobRead)
+@router.get("/jobs/{job_id}", response_model=JobRead, responses=problem_responses(404))
 async def get_job(job_id: JobId, container: ContainerDep, tenant: TenantDep) -> JobRead:
     return job_read(await _tenants_job(container, job_id, tenant))
 
@@ -125,7 +136,10 @@ async def get_job(job_id: JobId, container: ContainerDep, tenant: TenantDep) -> 
 @router.get(
     "/jobs/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"},
+        **problem_responses(404),
+    },
 )
 async def job_events(
     job_id: JobId, container: ContainerDep, tenant: TenantDep
@@ -162,7 +176,9 @@ async def _job_event_stream(snapshots: AsyncGenerator[Job | None, None]) -> Asyn
                 last_sent = now
 
 
-@router.post("/jobs/{job_id}/{action}", response_model=JobRead)
+@router.post(
+    "/jobs/{job_id}/{action}", response_model=JobRead, responses=problem_responses(404, 409)
+)
 async def control_job(
     job_id: JobId,
     action: Annotated[str, Path(pattern="^(pause|resume|cancel)$")],

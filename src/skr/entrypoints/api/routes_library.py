@@ -18,10 +18,16 @@ from skr.entrypoints.api.schemas import (
     DocumentRead,
     DocumentsPage,
     ImageRead,
+    problem_responses,
 )
 from skr.services.collections import resolve_collection
 
-router = APIRouter(prefix="/v1", tags=["library"], dependencies=[Depends(get_caller)])
+router = APIRouter(
+    prefix="/v1",
+    tags=["library"],
+    dependencies=[Depends(get_caller)],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 
 DocumentId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -45,7 +51,7 @@ def collection_read(collection: Collection) -> CollectionRead:
     return CollectionRead(id=collection.id, name=collection.name, created_at=collection.created_at)
 
 
-@router.get("/documents", response_model=DocumentsPage)
+@router.get("/documents", response_model=DocumentsPage, responses=problem_responses(404))
 async def list_documents(
     container: ContainerDep,
     tenant: TenantDep,
@@ -58,14 +64,16 @@ async def list_documents(
     return DocumentsPage(documents=[document_read(d) for d in documents], next_cursor=next_cursor)
 
 
-@router.get("/documents/{document_id}", response_model=DocumentRead)
+@router.get(
+    "/documents/{document_id}", response_model=DocumentRead, responses=problem_responses(404)
+)
 async def get_document(
     document_id: DocumentId, container: ContainerDep, tenant: TenantDep
 ) -> DocumentRead:
     return document_read(await container.store.get_document(document_id, tenant))
 
 
-@router.delete("/documents/{document_id}", status_code=204)
+@router.delete("/documents/{document_id}", status_code=204, responses=problem_responses(404))
 async def delete_document(
     document_id: DocumentId, container: ContainerDep, tenant: TenantDep
 ) -> Response:
@@ -82,14 +90,19 @@ async def list_collections(container: ContainerDep, tenant: TenantDep) -> Collec
     return CollectionsPage(collections=[collection_read(c) for c in collections])
 
 
-@router.post("/collections", status_code=201, response_model=CollectionRead)
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=CollectionRead,
+    responses=problem_responses(400, 409, 413),
+)
 async def create_collection(
     body: CollectionCreate, container: ContainerDep, tenant: TenantDep
 ) -> CollectionRead:
     return collection_read(await container.store.create_collection(body.name, tenant))
 
 
-@router.get("/chunks/{chunk_id}", response_model=ChunkRead)
+@router.get("/chunks/{chunk_id}", response_model=ChunkRead, responses=problem_responses(404))
 async def get_chunk(chunk_id: DocumentId, container: ContainerDep, tenant: TenantDep) -> ChunkRead:
     """One stored chunk (or image), e.g. the passage a citation quotes."""
     found = await container.store.get_chunks([chunk_id])

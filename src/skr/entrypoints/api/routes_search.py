@@ -21,11 +21,17 @@ from skr.entrypoints.api.schemas import (
     CitationRead,
     HitRead,
     SearchResults,
+    problem_responses,
 )
 from skr.services.collections import resolve_collection
 from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
-router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(get_caller)])
+router = APIRouter(
+    prefix="/v1",
+    tags=["search"],
+    dependencies=[Depends(get_caller)],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 
 
 @contextmanager
@@ -46,7 +52,7 @@ _KINDS: dict[str, ChunkKind | None] = {
 }
 
 
-@router.get("/search", response_model=SearchResults)
+@router.get("/search", response_model=SearchResults, responses=problem_responses(404))
 async def search(
     container: ContainerDep,
     tenant: TenantDep,
@@ -107,7 +113,18 @@ def _groups(words: list[str], size: int) -> list[list[str]]:
     return [words[i : i + size] for i in range(0, len(words), size)]
 
 
-@router.post("/ask", response_model=AnswerRead)
+@router.post(
+    "/ask",
+    response_model=AnswerRead,
+    responses={
+        200: {
+            "description": "The answer; with `Accept: text/event-stream`, streamed as `token`"
+            " events, then `answer` (this JSON) and `done`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problem_responses(400, 404, 413),
+    },
+)
 async def ask(
     body: AskRequest, request: Request, container: ContainerDep, tenant: TenantDep
 ) -> AnswerRead | StreamingResponse:

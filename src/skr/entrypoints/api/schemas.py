@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -171,10 +171,65 @@ class CollectionsPage(BaseModel):
     collections: list[CollectionRead]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
+class ReadinessRead(BaseModel):
+    status: Literal["ready", "degraded", "unready"]
+    checks: dict[str, str]
 
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemRead(BaseModel):
+    """An error, as RFC 9457 problem details: every 4xx and 5xx SKR answers is one."""
+
+    type: str = Field(examples=["about:blank"], description="always about:blank")
+    title: str = Field(examples=["Not Found"], description="the status code's phrase")
+    status: int = Field(ge=400, le=599, examples=[404])
+    detail: str = Field(description="what went wrong, in words for a person")
+
+
+# Why a route may answer each error status; the headers that come with it.
+_PROBLEMS: dict[int, str] = {
+    400: "The request body could not be read (it is not UTF-8)",
+    401: "SKR has API keys and the request named none it knows",
+    403: "The API key lacks the scope the request needs",
+    404: "No such id or collection (another tenant's is as unknown as a made-up one)",
+    409: "The request clashes with what exists",
+    413: "The request body is larger than SKR_MAX_REQUEST_BYTES",
+    422: "The request is not valid: a parameter, the body or a URL SKR may not fetch",
+    429: "The API key is over its request rate or its limit of active jobs",
+    503: "SKR is at capacity, past its deadline or missing a dependency; try again later",
+}
+_RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "how to authenticate: Bearer with an API key",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations (for ``responses=``) of the errors a route may answer with,
+    each an ``application/problem+json`` ``ProblemRead``."""
+    declared: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _PROBLEMS[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemRead"}}},
+        }
+        if status in _HEADERS:
+            response["headers"] = _HEADERS[status]
+        declared[status] = response
+    return declared
