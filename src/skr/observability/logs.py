@@ -10,8 +10,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -66,19 +68,23 @@ class RequestIdFilter(logging.Filter):
 
 
 class SkrJsonFormatter(JsonFormatter):
-    """One JSON object per line; times in UTC, ISO 8601."""
+    """One JSON object per line; times in UTC, ISO 8601 with milliseconds."""
 
     def __init__(self) -> None:
         super().__init__(
             list(JSON_FIELDS),
             rename_fields=dict(_JSON_RENAMES),
-            datefmt="%Y-%m-%dT%H:%M:%S%z",
+            # uvicorn's copy of its message with terminal colour codes
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
         super().add_fields(log_data, record, message_dict)
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
         if log_data.get("request_id") == "-":
             log_data["request_id"] = None
 
