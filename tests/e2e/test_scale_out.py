@@ -77,9 +77,10 @@ def test_two_apis_two_workers_survive_a_killed_worker(
                 SKR_REDIS_URL=REDIS_URL, SKR_API_WORKERS=str(i))
         for i in (1, 2)
     ]  # fmt: skip
+    worker_ports = {1: free_port(), 2: free_port()}  # their /livez, /readyz, /metrics
     workers = [
         process(tmp_path, f"worker{i}", "worker", database_url, SKR_REDIS_URL=REDIS_URL,
-                SKR_WORKER_CONCURRENCY="2")
+                SKR_WORKER_CONCURRENCY="2", SKR_WORKER_HTTP_PORT=str(worker_ports[i]))
         for i in (1, 2)
     ]  # fmt: skip
     with static_site(site_root, delay_seconds=0.5) as (base, _):
@@ -109,6 +110,12 @@ def test_two_apis_two_workers_survive_a_killed_worker(
             assert hits.status_code == 200 and hits.json()["hits"]
             answer = httpx.post(f"{second.url}/v1/ask", json={"question": "What is a blueprint?"})
             assert answer.status_code == 200 and answer.json()["citations"]
+            # the surviving worker's own metrics: its pages and embedder calls
+            survivor = f"http://127.0.0.1:{worker_ports[2]}"
+            assert httpx.get(f"{survivor}/readyz").json()["status"] == "ready"
+            metrics = httpx.get(f"{survivor}/metrics").text
+            assert 'skr_ingest_pages_total{outcome="indexed"}' in metrics
+            assert "skr_embed_batch_duration_seconds_count" in metrics
         finally:
             for p in [*apis, *workers]:
                 p.stop()
