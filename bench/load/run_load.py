@@ -36,6 +36,8 @@ from tests.e2e.servers import SHARED_SITE, free_port, static_site
 
 from bench.load.load_report import phase_figures, render_markdown, spike_analysis
 from bench.load.processes import Child, CpuSampler, wait_ready
+from bench.load.profile_summary import markdown as profile_markdown
+from bench.load.profile_summary import summarise
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -43,6 +45,7 @@ POSTGRES_URL = os.environ.get("SKR_LOAD_POSTGRES_URL", "postgresql://postgres@12
 REDIS_URL = os.environ.get("SKR_LOAD_REDIS_URL", "redis://127.0.0.1:6379/0")
 BASELINE_SECONDS = 60
 STOP_TIMEOUT = 10
+SPIKE_SECONDS = 60
 
 
 def seconds(text: str) -> int:
@@ -154,9 +157,9 @@ def run_phase(
         argv += ["--ingesters", "0", "BaselineUser"]
         limit = run_time + 120
     elif name == "spike":
-        users, run_time = args.users, int(args.spike_before + 60 + args.spike_after)
+        users, run_time = args.users, int(args.spike_before + SPIKE_SECONDS + args.spike_after)
         files += "," + str(HERE / "spike_shape.py")
-        argv = [*common, "--spike-base-users", str(users), "--spike-seconds", "60"]
+        argv = [*common, "--spike-base-users", str(users), "--spike-seconds", str(SPIKE_SECONDS)]
         argv += ["--spike-before", str(args.spike_before), "--spike-after", str(args.spike_after)]
         argv += ["--spike-spawn-rate", str(args.spawn_rate * 10)]
         argv += ["--ingesters", str(args.ingesters)]
@@ -184,6 +187,9 @@ def run_phase(
         if profile is not None:
             profile.stop()
     figures = phase_figures(prefix)
+    profiled = work / f"{name}.profile.txt"
+    if profiled.exists() and profiled.stat().st_size:
+        figures["profile"] = summarise(profiled)
     ramp = min(int(users / args.spawn_rate), 60) if name == "load" else 0
     figures.update(
         users=users,
@@ -200,7 +206,9 @@ def run_phase(
         assert baseline is not None
         search_p95 = baseline["endpoints"].get("/v1/search", {}).get("p95", 0.0)
         log = Path(f"{prefix}_requests.csv")
-        figures["spike"] = spike_analysis(prefix, log, users, search_p95)
+        figures["spike"] = spike_analysis(
+            prefix, log, users, search_p95, args.spike_before, SPIKE_SECONDS
+        )
     return figures
 
 
@@ -267,6 +275,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks run
     command = "python bench/load/run_load.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="skr-load-"))
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     children: list[Child] = []
     try:
         with (
@@ -275,20 +284,22 @@ def main() -> None:
         ):
             args.site_url = site_url
             loadavg_before = os.getloadavg()[0]
-            children = start_skr(args, work, db[0] if db else None)
-            seeded = seed(args.url, site_url)
-            print(f"seeded: {seeded['summary']}", file=sys.stderr, flush=True)
-            phases = {"baseline": run_phase(args, children, work, "baseline", db and db[1])}
-            load_phase = "spike" if args.spike else "load"
-            phases[load_phase] = run_phase(
-                args, children, work, load_phase, db and db[1], phases["baseline"]
-            )
-            for child in children:
-                if child.process.poll() is not None:
-                    raise RuntimeError(f"{child.name} died during the run: {child.tail()}")
+            try:  # SKR stops before its database is dropped and its site closed
+                children = start_skr(args, work, db[0] if db else None)
+                seeded = seed(args.url, site_url)
+                print(f"seeded: {seeded['summary']}", file=sys.stderr, flush=True)
+                phases = {"baseline": run_phase(args, children, work, "baseline", db and db[1])}
+                load_phase = "spike" if args.spike else "load"
+                phases[load_phase] = run_phase(
+                    args, children, work, load_phase, db and db[1], phases["baseline"]
+                )
+                for child in children:
+                    if child.process.poll() is not None:
+                        raise RuntimeError(f"{child.name} died during the run: {child.tail()}")
+            finally:
+                for child in children:
+                    child.stop()
     finally:
-        for child in children:
-            child.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
@@ -299,13 +310,17 @@ def main() -> None:
         "mode": args.mode, "users": args.users, "spawn_rate": args.spawn_rate,
         "duration_s": args.duration, "spike": args.spike, "ingesters": args.ingesters,
         "command": command, "commit": commit, "dirty": dirty,
-        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "started_at": started_at,
         "machine": {"cores": os.cpu_count(), "loadavg_before": loadavg_before},
         "topology": topology, "load_description": load_description, "seed": seeded,
         "phases": phases, "load_phase": load_phase,
         "spike_analysis": phases[load_phase].pop("spike", None),
     }  # fmt: skip
     markdown = render_markdown(result)
+    if "profile" in phases[load_phase]:
+        target = "the `skr serve` process and its children"
+        profile = profile_markdown(phases[load_phase]["profile"], args.profile, target)
+        markdown += "\n".join(profile) + "\n"
     tag = f"load-{args.mode}-{args.users}" + ("-spike" if args.spike else "")
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{tag}.md").write_text(markdown)
