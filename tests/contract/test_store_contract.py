@@ -175,6 +175,21 @@ async def test_reciprocal_rank_fusion_by_hand(store: Store) -> None:
     assert [f.score for f in fused] == pytest.approx(expected)
 
 
+async def test_stop_words_match_nothing(store: Store) -> None:
+    c = await store.ensure_collection("docs", "t")
+    texts = ["the cat sat on the mat", "a zebra crossing"]
+    await store.write_page(page(c.id, "http://x.test/a", texts, [1, 2]))
+    found = await store.keyword_search(c.id, "the zebra", 10, None)
+    assert [ch.text for ch in await store.get_chunks([f.chunk_id for f in found])] == [
+        "a zebra crossing"
+    ]
+    assert await store.keyword_search(c.id, "on the", 10, None) == []
+    # hybrid search still answers a query of stop words, by its vectors
+    query = HybridQuery("on the", unit(2), 5, None, 10, (0.4, 0.6), 60)
+    [first, *_] = await store.hybrid_search(c.id, query)
+    assert [ch.text for ch in await store.get_chunks([first.chunk_id])] == ["a zebra crossing"]
+
+
 async def test_keyword_search_survives_hostile_queries(store: Store) -> None:
     c = await store.ensure_collection("docs", "t")
     await store.write_page(page(c.id, "http://x.test/a", ["quotes and NEAR operators"], [1]))

@@ -21,6 +21,7 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
+from skr.domain.query_terms import keyword_terms
 from skr.domain.ranking import fuse
 from skr.domain.vectors import Vector
 from skr.ports.store import StoredPage
@@ -154,7 +155,7 @@ class InMemoryStore:
     async def keyword_search(
         self, collection_id: str, query: str, k: int, kind: ChunkKind | None
     ) -> list[ScoredId]:
-        wanted = {w.lower() for w in _WORD.findall(query)}
+        wanted = set(keyword_terms(query))
         scored = []
         for chunk, _ in self._in(collection_id, kind):
             words = [w.lower() for w in _WORD.findall(f"{chunk.heading_path} {chunk.text}")]

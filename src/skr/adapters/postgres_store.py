@@ -35,7 +35,7 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
-from skr.domain.query_terms import query_terms
+from skr.domain.query_terms import keyword_terms
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
@@ -144,7 +144,7 @@ _TENANT_DOCUMENT = (
 def tsquery_words(text: str) -> str:
     """A ``websearch_to_tsquery`` input that matches any word of ``text``: only word
     characters and ``OR`` reach PostgreSQL, and that function never raises on its input."""
-    terms = query_terms(text)
+    terms = keyword_terms(text)
     return " OR ".join(terms)
 
 

@@ -35,7 +35,7 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
-from skr.domain.query_terms import query_terms
+from skr.domain.query_terms import keyword_terms
 from skr.domain.ranking import fuse
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 def fts_query(text: str) -> str | None:
     """A safe FTS5 query: every word of ``text`` quoted, joined with OR."""
-    terms = query_terms(text)
+    terms = keyword_terms(text)
     if not terms:
         return None
     return " OR ".join(f'"{term}"' for term in terms)
