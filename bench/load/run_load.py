@@ -84,7 +84,7 @@ def skr_env(work: Path, port: int, **extra: str) -> dict[str, str]:
 def start_skr(args: argparse.Namespace, work: Path, database_url: str | None) -> list[Child]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    skr = [str(BIN / "skr")]
+    skr = shlex.split(args.skr_command)
     if database_url is None:
         serve = Child("skr serve", [*skr, "serve"], skr_env(work, port), work / "serve.log")
         children = [serve]
@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=2, help="scale-out API processes")
     parser.add_argument("--job-workers", type=int, default=1, help="scale-out `skr worker`s")
     parser.add_argument("--profile", type=int, default=0, help="py-spy seconds (0: none)")
+    parser.add_argument("--skr-command", default=str(BIN / "skr"), help="how to run `skr`")
     parser.add_argument("--site", type=Path, default=SHARED_SITE)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep logs and Locust CSVs")
