@@ -25,6 +25,14 @@ _MAX_ATTR_TEXT = 500
 _CONTEXT_CHARS = 300
 _TINY_PX = 32
 _MAX_WALK_DEPTH = 200
+# trafilatura's search for the main text is quadratic in the elements of a page (libxml2's
+# XPath over many text nodes: 100,000 paragraphs took 30 s, 30,000 spans in one paragraph
+# 8 s), and its fallback (jusText) reads 1 MB of text in about a second. The largest real
+# page seen (Flask's api.html) has 24,126 elements, 9,172 of them in paragraphs, and 230 kB
+# of text. Past these limits a page's visible text is taken as it stands (linear).
+_MAX_MAIN_TEXT_ELEMENTS = 40_000
+_MAX_MAIN_TEXT_PARAGRAPH_ELEMENTS = 15_000
+_MAX_MAIN_TEXT_CHARS = 1_500_000
 
 _META_CHARSET = re.compile(rb"<meta[^>]{0,512}?charset\s*=\s*[\"']?\s*([a-z0-9._:-]{1,40})", re.I)
 # Only real text encodings: a hostile page must not pick "punycode" or "unicode_escape".
@@ -40,6 +48,9 @@ _STYLE_PIXELS = re.compile(r"(?:^|;)\s*(?:width|height)\s*:\s*(\d{1,6})px", re.I
 
 _INLINE = frozenset({"hi", "ref", "lb", "del", "graphic", "span", "a", "b", "i", "em", "strong"})
 _SKIPPED = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "object"})
+# Never text a reader sees, wherever they stand (a script inside a caption or a heading
+# was indexed with it): removed from the tree before anything reads it.
+_NEVER_TEXT = ("script", "style", "template")
 _BLOCK_NAMES = (
     "address article aside blockquote body br dd details div dl dt fieldset figcaption figure "
     "footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table td th tr ul"
@@ -73,6 +84,8 @@ def extract_page(html: bytes | str, url: str) -> ExtractedPage:
     root = _parse(_decode(html))
     if root is None:
         return ExtractedPage(title=url, text="", sections=[], images=[], links=[])
+    etree.strip_elements(root, *_NEVER_TEXT, with_tail=False)
+    _drop_huge_attributes(root)
     base = _base_url(root, url)
     links = _links(root, base, url)
     images = _images(root, base)
@@ -132,7 +145,7 @@ def _declared_charset(head: bytes) -> str | None:
         name = codecs.lookup(match.group(1).decode("ascii")).name
     except LookupError:
         return None
-    if not _SAFE_CODEC.match(name):
+    if not _SAFE_CODEC.match(name) or name == "utf-7":  # browsers may not decode UTF-7
         return None
     if name.startswith(("utf-16", "utf-32")):
         return "utf-8"  # as browsers do: a page that can declare it in ASCII is not UTF-16
@@ -206,12 +219,18 @@ def _links(root: etree._Element, base: str, page_url: str) -> list[str]:
 
 def _title(root: etree._Element, blocks: list[_Block]) -> str:
     title = root.find("head/title")
-    candidates = [_text_of(title) if title is not None else ""]
+    candidates = [_raw_text(title) if title is not None else ""]
     candidates += [
         m.get("content") or "" for m in root.iter("meta") if m.get("property") == "og:title"
     ]
     candidates += [block.text for block in blocks if block.level]
-    return next((_norm(c)[:_MAX_TITLE] for c in candidates if _norm(c)), "")
+    return next((t for t in (_clipped(c, _MAX_TITLE) for c in candidates) if t), "")
+
+
+def _clipped(text: str, limit: int) -> str:
+    """``text`` normalised and cut to ``limit``, without splitting all of a huge text into
+    words first (a 10 MB one made 2 million strings)."""
+    return _norm(text[: limit * 8])[:limit]
 
 
 # --- images -------------------------------------------------------------------------------
@@ -271,7 +290,7 @@ def _caption(img: etree._Element) -> str:
             return ""
         if node.tag == "figure" or (node.tag == "div" and "figure" in _classes(node)):
             caption = next((el for el in node.iter() if _is_caption(el)), None)
-            text = _text_of(caption) if caption is not None else ""
+            text = _clipped(_raw_text(caption), _MAX_ATTR_TEXT * 2) if caption is not None else ""
             return _HEADING_MARKS.sub("", text)[:_MAX_ATTR_TEXT]
         node = node.getparent()
     return ""
@@ -352,6 +371,9 @@ def _text_stream(root: etree._Element, images: list[etree._Element] | None) -> _
 
 def _main_blocks(root: etree._Element, url: str) -> list[_Block]:
     _flatten_preformatted(root)
+    if _too_large_for_trafilatura(root):
+        log.info("%s is too large to look for its main text; using all its visible text", url)
+        return []
     try:
         document = trafilatura.bare_extraction(
             root,
@@ -378,6 +400,26 @@ def _main_blocks(root: etree._Element, url: str) -> list[_Block]:
     return blocks
 
 
+def _drop_huge_attributes(root: etree._Element) -> None:
+    """No attribute longer than a URL may be is of use (longer ``href`` and ``src`` are
+    refused anyway), and huge ones cost: trafilatura's XPath took 6 s over one 10 MB
+    ``class``, splitting a 10 MB ``alt`` into words 150 MB."""
+    for element in root.iter():
+        huge = [name for name, value in element.attrib.items() if len(value) > _MAX_URL]
+        for name in huge:
+            del element.attrib[name]
+
+
+def _too_large_for_trafilatura(root: etree._Element) -> bool:
+    elements = sum(1 for _ in root.iter())
+    if elements > _MAX_MAIN_TEXT_ELEMENTS:
+        return True
+    in_paragraphs = sum(1 for paragraph in root.iter("p") for _ in paragraph.iter())
+    if in_paragraphs > _MAX_MAIN_TEXT_PARAGRAPH_ELEMENTS:
+        return True
+    return sum(len(text) for text in root.itertext()) > _MAX_MAIN_TEXT_CHARS
+
+
 def _flatten_preformatted(root: etree._Element) -> None:
     """Give every ``<pre>`` one ``<span>`` child so trafilatura keeps it as a code block.
 
@@ -397,7 +439,8 @@ def _flatten_preformatted(root: etree._Element) -> None:
 def _walk(element: etree._Element, out: list[_Block], depth: int) -> None:
     tag = element.tag if isinstance(element.tag, str) else ""
     if tag == "head":
-        text = _HEADING_MARKS.sub("", _text_of(element))[:_MAX_HEADING]
+        text = _HEADING_MARKS.sub("", _clipped(_raw_text(element), _MAX_HEADING * 2))
+        text = text[:_MAX_HEADING]
         rend = element.get("rend") or ""
         level = int(rend[1]) if re.fullmatch(r"h[1-6]", rend) else 3
         out.extend([_Block(text, level)] if text else [])

@@ -6,10 +6,11 @@ import io
 import logging
 import re
 import struct
+import time
 import zlib
 from urllib.parse import urldefrag, urlsplit
 
-from pypdf import PageObject, PasswordType, PdfReader
+from pypdf import PageObject, PasswordType, PdfReader, apply_configuration
 from pypdf.errors import DependencyError as PdfDependencyError
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DictionaryObject
@@ -24,6 +25,21 @@ MAX_LINKS = 5000
 _MAX_TITLE = 300
 _MAX_URL = 4096
 _MAX_TEXT_CHARS = 5_000_000
+# pypdf reads about 0.5 MB of content stream a second, and its own limits let one stream
+# inflate to 75 MB and parse 2 million tokens: a 400 kB file took 33 s and 670 MB. SKR's are
+# tighter, still far past a real page (100,000 tokens draw some 25,000 words).
+_PYPDF_LIMITS: dict[str, int] = {
+    "zlib_maximum_output_length": 16_000_000,
+    "lzw_maximum_output_length": 16_000_000,
+    "run_length_maximum_output_length": 16_000_000,
+    "brotli_maximum_output_length": 16_000_000,
+    "array_based_stream_maximum_output_length": 16_000_000,
+    "stream_decoding_work_maximum_length": 64_000_000,
+    "stream_parsing_work_maximum_count": 100_000,
+}
+# Whatever each page costs, a whole document is read for at most this long; the pages read
+# by then are kept. Extraction runs in a thread nothing can interrupt.
+MAX_SECONDS = 30.0
 # What pypdf lets escape from damaged or hostile files besides its own errors; they are all
 # turned into a FetchError (or, inside one page, into that page being left out).
 _PDF_ERRORS = (
@@ -50,30 +66,43 @@ _HYPHENATED_BREAK = re.compile(r"(?<=[^\W\d_])-[ \t]*\n[ \t]*(?=[^\W\d_])")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\f\r]*\n\s*")
 
 
-def extract_pdf(data: bytes, url: str, *, max_pages: int = MAX_PAGES) -> ExtractedPage:
-    """The text of each of the first ``max_pages`` pages as a ``Page N`` section.
+def extract_pdf(
+    data: bytes, url: str, *, max_pages: int = MAX_PAGES, max_seconds: float = MAX_SECONDS
+) -> ExtractedPage:
+    """The text of each of the first ``max_pages`` pages as a ``Page N`` section, read for
+    at most ``max_seconds``.
 
-    Pages without text are left out. The title is the document's ``/Title``, else its first
-    line of text. Links are the absolute http(s) URIs of its link annotations.
+    Pages without text, or too large to read within SKR's limits, are left out. The title
+    is the document's ``/Title``, else its first line of text. Links are the absolute
+    http(s) URIs of its link annotations.
 
     Raises:
         FetchError: the PDF is broken, locked by a password, or has no text at all (a scan).
     """
+    with apply_configuration(None, **_PYPDF_LIMITS):
+        return _extract_pdf(data, url, max_pages, time.monotonic() + max_seconds)
+
+
+def _extract_pdf(data: bytes, url: str, max_pages: int, deadline: float) -> ExtractedPage:
     reader = _open(data)
     sections: list[tuple[str, str]] = []
     links: list[str] = []
     seen = {urldefrag(url).url}
     first_line = ""
     size = 0
+    unreadable: list[str] = []  # why the text of a page could not be read
     count = _page_count(reader)
     if count > max_pages:
         log.info("%s has %d pages; reading the first %d", url, count, max_pages)
     for index in range(min(count, max_pages)):
+        if time.monotonic() > deadline:
+            log.info("%s: reading stopped at page %d, out of time", url, index + 1)
+            break
         page = _page(reader, index, url)
         if page is None:
             continue
         _add_links(page, links, seen)
-        raw = _page_text(page, index, url)
+        raw = _page_text(page, index, url, unreadable)
         text = normalize_pdf_text(raw)[: _MAX_TEXT_CHARS - size]
         if text:
             first_line = first_line or _first_line(raw)
@@ -82,6 +111,8 @@ def extract_pdf(data: bytes, url: str, *, max_pages: int = MAX_PAGES) -> Extract
             if size >= _MAX_TEXT_CHARS:
                 log.info("%s: text cut at page %d (%d characters)", url, index + 1, size)
                 break
+    if not sections and unreadable:
+        raise FetchError(f"the text of the PDF cannot be read ({unreadable[0]})")
     if not sections:
         raise FetchError("the PDF has no text layer (scanned?), so there is nothing to index")
     return ExtractedPage(
@@ -131,11 +162,12 @@ def _page(reader: PdfReader, index: int, url: str) -> PageObject | None:
         return None
 
 
-def _page_text(page: PageObject, index: int, url: str) -> str:
+def _page_text(page: PageObject, index: int, url: str, unreadable: list[str]) -> str:
     try:
         raw = page.extract_text()
     except _PDF_ERRORS as exc:
         log.info("%s: the text of page %d cannot be read: %s", url, index + 1, _why(exc))
+        unreadable.append(_why(exc))
         return ""
     return raw if isinstance(raw, str) else ""
 

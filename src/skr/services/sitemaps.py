@@ -51,6 +51,7 @@ _CDATA_OR_BARE_AMPERSAND = re.compile(
     rb"<!\[CDATA\[|\]\]>|&(?!(?:[A-Za-z_:][\w.:-]{0,100}|#[0-9]{1,10}|#x[0-9A-Fa-f]{1,8});)"
 )
 _NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f]")
+_LINE = re.compile(rb"[^\r\n]+")
 _PLAIN_WEB_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#]|$)", re.IGNORECASE)
 _W3C_DATETIME = re.compile(
     r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -202,9 +203,11 @@ class _EntryCollector:
 
 
 def _parse_text(data: bytes, max_entries: int) -> list[SitemapEntry]:
+    """Line by line as it goes: splitting 50 MB of short lines at once held 3 million
+    strings (about 300 MB) for the first 50,000 of them."""
     collector = _EntryCollector(max_entries)
-    for line in data.decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines():
-        collector.add(line)
+    for line in _LINE.finditer(data.removeprefix(_UTF8_BOM)):
+        collector.add(line[0].decode("utf-8", errors="replace"))
         if collector.full:
             break
     return collector.entries
