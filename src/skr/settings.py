@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
 
     # API keys (`skr keys`): per-key limits, and how soon a revocation takes effect
     key_rate_per_second: float = Field(default=20.0, gt=0)

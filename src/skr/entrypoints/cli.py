@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,14 +81,19 @@ def serve(
     _configure_logging(settings)
     processes = workers or settings.api_workers
     listen_host = host or settings.host
-    if listen_host not in {"127.0.0.1", "localhost", "::1"}:
-        _err.print(f"warning: listening on {listen_host} with no API keys configured")
+    if listen_host != settings.host:  # the app checks where it listens (no keys: loopback)
+        settings = settings.model_copy(update={"host": listen_host})
+        os.environ["SKR_HOST"] = listen_host  # for the processes that build their own app
     common = {
         "host": listen_host,
         "port": port or settings.port,
         "log_level": settings.log_level,
         "log_config": logging_config(settings.log_format, settings.log_level),
         "timeout_graceful_shutdown": 10,
+        # idle connections stay open longer than clients think between requests (and
+        # than balancers' idle timeouts): a POST on a connection the server just closed
+        # fails, and clients do not retry POSTs
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
     }
     if processes == 1:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
