@@ -138,6 +138,7 @@ def test_skr_logging_config_makes_every_logger_write_json(tmp_path: Path) -> Non
         "logging.getLogger('uvicorn.error').info('started', extra={'color_message': 'x'})\n"
         "logging.getLogger('skr.x').debug('hidden at info')\n"
         "logging.getLogger('trafilatura').warning('hidden below error')\n"
+        "logging.getLogger('pypdf._reader').warning('hidden below error')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True

@@ -101,7 +101,9 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
         "filters": ["request_id"],
         "stream": "ext://sys.stderr",
     }
-    quiet = {"level": "ERROR"}  # trafilatura reports every short page it discards
+    # trafilatura reports every short page it discards; pypdf warns once per damaged
+    # object, 36,000 lines for one hostile PDF (SKR logs the reason a PDF failed itself)
+    quiet = {"level": "ERROR"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -114,6 +116,7 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
             "trafilatura": quiet,
+            "pypdf": quiet,
         },
     }
 
