@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services serve test lint bench bench-torch bench-ann load clean
+.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-ann:
 	$(PYTHON) -m venv .venv-ann
 	.venv-ann/bin/pip install --quiet numpy hnswlib==0.8.0 faiss-cpu usearch psutil
 	.venv-ann/bin/python bench/bench_ann.py
+
+# Retrieval quality on BEIR SciFact's test queries (issue 5): about 25 minutes, most of
+# it indexing. Tuning, on the train queries only: bench/tune_scifact.py.
+bench-scifact: install
+	$(BIN)/skr eval ../shared/data/scifact
 
 # Load (issue 6): SKR started in MODE, seeded with the Flask docs, then headless Locust
 # (a 1-user baseline, then USERS users); report in bench/results/load-MODE-USERS.md.
