@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load clean
+.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load fuzz clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ load: install services $(BIN)/locust
 	timeout --kill-after=60 $(LOAD_TIME_LIMIT) $(BIN)/python bench/load/run_load.py \
 		--mode $(MODE) --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION) \
 		$(if $(SPIKE),--spike) $(LOAD_ARGS)
+
+# API fuzzing (issue 8): schemathesis's coverage cases and FUZZ_EXAMPLES random requests
+# per operation and mode, open and with API keys, in process on fakes; prints the statuses
+# and any failure with a request to reproduce it (docs/benchmarks.md).
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	$(BIN)/python bench/fuzz_api.py --examples $(FUZZ_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) .venv-ann .pytest_cache .mypy_cache .ruff_cache

@@ -21,13 +21,22 @@ class CrawlOptions(BaseModel):
     max_depth: int = Field(default=3, ge=0, le=50)
     max_pages: int = Field(default=200, ge=1, le=1_000_000)
     same_host: bool = True
-    prefix: str | None = Field(default=None, min_length=1, max_length=2048)
+    prefix: str | None = Field(
+        default=None, min_length=1, max_length=2048, json_schema_extra={"format": "uri"}
+    )
     sitemap: bool = True
 
 
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=2048, examples=["https://flask.palletsprojects.com/"])
+    # "uri" documents what is wanted (and lets the fuzzer reach the crawl options); SKR's
+    # own checks, not the schema's, decide what may be fetched
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        examples=["https://flask.palletsprojects.com/"],
+        json_schema_extra={"format": "uri"},
+    )
     collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME)
     crawl: CrawlOptions | None = None
 
