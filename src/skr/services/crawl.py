@@ -138,7 +138,7 @@ class CrawlService:
         run = _Run(job=job, owner=owner, root=root, options=CrawlOptions.from_job(job.options))
         try:
             await self._start(run)
-            await self._report(run, force=True)
+            await self._report(run, report=report, force=True)
             await self._work(run, report)
         finally:
             with anyio.CancelScope(shield=True):
