@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     api_url: str = "http://127.0.0.1:8000"
     api_workers: int = Field(default=1, ge=1, le=64)
+    api_key: SecretStr | None = None
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"

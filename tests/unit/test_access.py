@@ -51,6 +51,7 @@ async def test_a_revoked_key_stops_working_after_the_cache_time() -> None:
     await access.revoke_key(made.key.id)  # in this process: forgotten at once
     with pytest.raises(AuthenticationError):
         await access.authenticate(made.token)
+    assert not await access.open_mode()  # the last key revoked locks SKR, never opens it
 
 
 async def test_scopes_and_tenants() -> None:

@@ -39,8 +39,14 @@ class _Client:
     """A thin HTTP client for the API with errors a person can read."""
 
     def __init__(self, api_url: str | None) -> None:
-        self.base = (api_url or Settings().api_url).rstrip("/")
-        self.http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(60.0, connect=3.0))
+        settings = Settings()
+        self.base = (api_url or settings.api_url).rstrip("/")
+        headers = {}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self.http = httpx.Client(
+            base_url=self.base, timeout=httpx.Timeout(60.0, connect=3.0), headers=headers
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

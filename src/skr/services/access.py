@@ -77,10 +77,11 @@ class AccessService:
         return key
 
     async def open_mode(self) -> bool:
-        """No active key exists: SKR runs open (and only on loopback)."""
+        """No key was ever made: SKR runs open (and only on loopback). Once one exists,
+        keys are wanted for good: revoking the last one locks SKR, it never opens it."""
         now = self._clock()
         if self._open is None or now - self._open[0] >= self._cache_seconds:
-            self._open = (now, await self._keys.count_active_keys() == 0)
+            self._open = (now, not await self._keys.list_keys())
         return self._open[1]
 
     async def authenticate(self, token: str | None) -> ApiKey:
