@@ -156,7 +156,7 @@ chown _apt "$WORKDIR" 2>/dev/null || true   # lets apt download sandboxed, no wa
 log "apt-get source pgvector"
 apt-get source "${APT_OPTS[@]}" pgvector >"$WORKDIR/apt-source.log" 2>&1 \
   || { cat "$WORKDIR/apt-source.log" >&2; die "apt-get source pgvector failed"; }
-srcdir=$(find "$WORKDIR" -mindepth 1 -maxdepth 1 -type d -name 'pgvector-*' | head -n1)
+srcdir=$(find "$WORKDIR" -mindepth 1 -maxdepth 1 -type d -name 'pgvector-*' -print -quit)
 [[ -n $srcdir ]] || die "no unpacked pgvector source in $WORKDIR"
 log "building $(basename "$srcdir") against $("$PG_CONFIG" --version)"
 
