@@ -84,8 +84,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm: FakeLLMServer) -> Iter
         skr.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is open, and every async test after it would find that loop."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make services)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
