@@ -257,3 +257,14 @@ def test_the_web_page_signs_in_with_a_key_cookie(keyed: tuple[TestClient, Keys])
     assert client.get("/v1/collections").status_code == 200  # the page's script calls too
     client.post("/signout", follow_redirects=False)
     assert client.get("/documents", follow_redirects=False).status_code == 303
+
+
+def test_an_open_skr_beyond_loopback_answers_no_one(tmp_path: Path) -> None:
+    """Had the store been down at startup, the loopback check could not run then; every
+    request makes it again, so such a server never serves without keys."""
+    app = create_app(Settings(data_dir=tmp_path), fake_container_factory({}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        container = client.app.state.container  # type: ignore[attr-defined]
+        object.__setattr__(container, "settings", Settings(data_dir=tmp_path, host="0.0.0.0"))
+        refused = client.get("/v1/collections")
+        assert refused.status_code == 401 and "beyond loopback" in refused.json()["detail"]

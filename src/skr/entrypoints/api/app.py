@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -10,8 +9,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from skr.container import Container, build_container
+from skr.domain.errors import SKRError
 from skr.entrypoints.api import routes_health, routes_jobs, routes_library, routes_search
 from skr.entrypoints.api.admission import Admission, AdmissionMiddleware
+from skr.entrypoints.api.dependencies import is_loopback
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
 from skr.entrypoints.api.request_id import RequestIdMiddleware
@@ -37,8 +38,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with container_factory(resolved) as container:
             app.state.container = container
-            if await container.access.open_mode():
-                if not _is_loopback(resolved.host):
+            try:
+                open_mode = await container.access.open_mode()
+            except SKRError as exc:  # the store is not up yet: serve unready, decide later
+                logger.warning("could not tell whether API keys exist yet: %s", exc.detail)
+                open_mode = False
+            if open_mode:
+                if not is_loopback(resolved.host):
                     raise RuntimeError(
                         f"SKR has no API key, so it serves only on loopback, not on "
                         f"{resolved.host}: create one with `skr keys create`, or set "
@@ -85,15 +91,6 @@ def create_app(
     app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a shed request has an id
     return app
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app_from_environment() -> FastAPI:

@@ -7,6 +7,7 @@ cookie; the key's tenant is the caller's, and its scopes decide what it may do."
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from fastapi import Depends, Request
 
 from skr.container import Container
 from skr.domain.access import ApiKey, Scope
-from skr.domain.errors import PermissionDeniedError
+from skr.domain.errors import AuthenticationError, PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
 
 KEY_COOKIE = "skr_key"
@@ -52,6 +53,11 @@ def presented_key(request: Request) -> str | None:
 async def get_caller(request: Request) -> Caller:
     container = get_container(request)
     if await container.access.open_mode():
+        if not _serves_loopback_only(container):  # (e.g. the store was down at startup)
+            raise AuthenticationError(
+                "SKR has no API key and listens beyond loopback, so it answers no one: "
+                "create a key with `skr keys create`"
+            )
         return Caller(DEFAULT_TENANT, None)
     key = await container.access.authenticate(presented_key(request))
     scope = needed_scope(request.method, request.url.path)
@@ -59,6 +65,20 @@ async def get_caller(request: Request) -> Caller:
         raise PermissionDeniedError(f"this API key may not {scope.value}; it has {_listed(key)}")
     container.key_limiter.take(key.id)
     return Caller(key.tenant, key)
+
+
+def _serves_loopback_only(container: Container) -> bool:
+    return is_loopback(container.settings.host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` keeps SKR on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _listed(key: ApiKey) -> str:
