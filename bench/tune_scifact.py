@@ -7,6 +7,7 @@ and vector candidates once, then score many fusion variants in Python in seconds
     python bench/tune_scifact.py refine    # seconds: around the best, and candidate depth
     python bench/tune_scifact.py keyword   # ~4 min: stop words and FTS5 column weights
     python bench/tune_scifact.py feedback  # ~1 min: vector pseudo-relevance feedback
+    python bench/tune_scifact.py postgres  # ~2 min: PostgreSQL's keyword ranking (see there)
 
 Only ``qrels/train.tsv`` is read here: the test queries are for ``skr eval`` alone.
 """
@@ -405,12 +406,73 @@ def tune_feedback(data_dir: Path) -> None:
         console.print(f"feedback m={m} beta={beta}: nDCG@10 {with_vectors(fed):.4f}")
 
 
+POSTGRES_RANKINGS = {
+    "ts_rank_cd": "ts_rank_cd(c.tsv, q.query)",
+    "ts_rank": "ts_rank(c.tsv, q.query)",
+    "ts_rank, text : heading : title = 1 : 1.5 : 2": "ts_rank('{0.1, 0.5, 0.75, 1.0}', c.tsv, q.query)",
+}
+
+
+def tune_postgres(data_dir: Path, database_url: str) -> None:
+    """PostgreSQL's keyword ranking on the train queries, alone and fused as shipped with
+    the vector candidates of ``fetch``. The database holds the same chunks, copied without
+    embedding again: ``SKR_DATA_DIR=DATA_DIR skr export F`` then
+    ``SKR_DATABASE_URL=URL skr migrate`` and ``skr import F``."""
+    import psycopg
+
+    dataset = load_beir(DATASET, "train")
+    cands = load_candidates(data_dir)
+    qrels = {q: dataset.qrels[q] for q in cands.query_ids}
+    parse = document_id_of(dataset.name)
+    keyed = "SELECT c.id, d.url, c.ordinal FROM chunks c JOIN documents d ON d.id = c.document_id"
+    with _connect(data_dir) as conn:
+        lite = {chunk: f"{parse(url)}#{ordinal}" for chunk, url, ordinal in conn.execute(keyed)}
+    vector = {q: [(lite[c], s) for c, s in cands.vector[q]] for q in cands.query_ids}
+    chunk_docs: dict[str, str | None] = {key: key.split("#")[0] for key in lite.values()}
+    with psycopg.connect(database_url) as pg:
+        [(collection,)] = pg.execute("SELECT id FROM collections WHERE name = %s", (COLLECTION,))
+        rows = pg.execute(f"{keyed} WHERE c.collection_id = %s", (collection,)).fetchall()
+        ids = {chunk: f"{parse(url)}#{ordinal}" for chunk, url, ordinal in rows}
+        for name, rank in POSTGRES_RANKINGS.items():
+            statement = (
+                f"SELECT c.id, {rank} AS rank FROM chunks c, "
+                "websearch_to_tsquery('english', %s) AS q (query) "
+                "WHERE c.tsv @@ q.query AND c.collection_id = %s ORDER BY rank DESC, c.seq LIMIT %s"
+            )
+            keyword: dict[str, Ranked] = {}
+            seconds: list[float] = []
+            for q in cands.query_ids:
+                words = " OR ".join(keyword_terms(dataset.queries[q]))
+                started = time.perf_counter()
+                found = pg.execute(statement, (words, collection, USER_CANDIDATES)).fetchall()
+                seconds.append(time.perf_counter() - started)
+                keyword[q] = [(ids[c], float(r)) for c, r in found]
+            variant = Candidates(cands.query_ids, keyword, vector, chunk_docs)
+            alone = score(variant, qrels, lambda kw, vec: kw, depth=USER_CANDIDATES)
+            fused = {
+                alpha: score(
+                    variant, qrels, lambda a, b, al=alpha: convex([a, b], [al, 1 - al], "max"),
+                    depth=USER_CANDIDATES,
+                )["nDCG@10"]
+                for alpha in (0.3, 0.4, 0.5, 0.6)
+            }  # fmt: skip
+            p50, p95 = np.percentile(seconds, [50, 95]) * 1000
+            console.print(
+                f"{name:45s} alone nDCG@10 {alone['nDCG@10']:.4f}; fused nDCG@10 "
+                + ", ".join(f"{a} {v:.4f}" for a, v in fused.items())
+                + f"; query p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "command", choices=["index", "fetch", "tune", "refine", "keyword", "feedback"]
+        "command", choices=["index", "fetch", "tune", "refine", "keyword", "feedback", "postgres"]
     )
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/scifact-skr"))
+    parser.add_argument(
+        "--database-url", default="postgresql://postgres@127.0.0.1:5432/skr_scifact_tune"
+    )
     args = parser.parse_args()
     if args.command == "index":
         asyncio.run(index(args.data_dir))
@@ -422,6 +484,8 @@ def main() -> None:
         refine(args.data_dir)
     elif args.command == "keyword":
         tune_keyword(args.data_dir)
+    elif args.command == "postgres":
+        tune_postgres(args.data_dir, args.database_url)
     else:
         tune_feedback(args.data_dir)
 

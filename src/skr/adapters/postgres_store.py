@@ -54,7 +54,7 @@ _HNSW_SETTINGS = (
 # rankings are those of keyword_search and vector_search; ties are broken by seq.
 # ts_rank weighs the tsvector's labels {D, C, B, A}: text (C), heading (B) and title (A)
 # count 1 : 1.5 : 2, as in SQLite's bm25 call. On SciFact's train queries it ranked far
-# better than ts_rank_cd did (nDCG@10 0.575 vs 0.445 alone, 0.704 vs 0.648 fused), and
+# better than ts_rank_cd did (nDCG@10 0.575 vs 0.445 alone, 0.703 vs 0.648 fused), and
 # faster (docs/benchmarks.md, issue 5).
 _KEYWORD_CANDIDATES = (
     "SELECT c.id, c.seq, ts_rank('{{0.1, 0.5, 0.75, 1.0}}', c.tsv, q.query) AS rank "
