@@ -124,7 +124,7 @@ def test_the_dashboard_panels_are_distinct_and_use_the_provisioned_datasource() 
 def _promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+        pytest.fail("promtool is missing: run scripts/install-promtool.sh (make services)")
     return found
 
 
