@@ -190,6 +190,20 @@ async def test_stop_words_match_nothing(store: Store) -> None:
     assert [ch.text for ch in await store.get_chunks([first.chunk_id])] == ["a zebra crossing"]
 
 
+async def test_a_rare_query_word_outweighs_a_common_one(store: Store) -> None:
+    # BM25's inverse document frequency: "gamma" is in one chunk, "alpha" in five; the
+    # chunk with the rare word comes first although it was written last
+    c = await store.ensure_collection("docs", "t")
+    texts = [f"alpha notes number {n}" for n in range(5)]
+    await store.write_page(page(c.id, "http://x.test/a", texts, [1, 2, 3, 4, 5]))
+    await store.write_page(page(c.id, "http://x.test/b", ["gamma notes"], [6]))
+    found = await store.keyword_search(c.id, "alpha gamma", 10, None)
+    [first] = await store.get_chunks([found[0].chunk_id])
+    assert first.text == "gamma notes"
+    assert len(found) == 6
+    assert found[0].score > found[1].score
+
+
 async def test_keyword_search_survives_hostile_queries(store: Store) -> None:
     c = await store.ensure_collection("docs", "t")
     await store.write_page(page(c.id, "http://x.test/a", ["quotes and NEAR operators"], [1]))

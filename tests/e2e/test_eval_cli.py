@@ -107,7 +107,9 @@ def test_eval_embedded_prints_a_table_and_json(tmp_path: Path) -> None:
     assert not data_dir.exists()  # a temporary data directory, not SKR_DATA_DIR
 
 
-def test_eval_on_postgresql_leaves_no_documents(tmp_path: Path, database_url: str) -> None:
+def test_eval_on_postgresql_analyzes_and_leaves_no_documents(
+    tmp_path: Path, database_url: str
+) -> None:
     dataset = write_dataset(tmp_path / "tiny")
     check_json_report(
         skr("eval", str(dataset), "--json", SKR_DATABASE_URL=database_url), "postgresql"
@@ -115,7 +117,11 @@ def test_eval_on_postgresql_leaves_no_documents(tmp_path: Path, database_url: st
     with psycopg.connect(database_url) as conn:
         [(documents,)] = conn.execute("SELECT count(*) FROM documents").fetchall()
         names = [r[0] for r in conn.execute("SELECT name FROM collections").fetchall()]
+        [(analyzed,)] = conn.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'chunks'"
+        ).fetchall()
     assert documents == 0
+    assert analyzed is not None  # statistics refreshed after loading, before the queries
     assert any(name.startswith("eval-") for name in names)
 
 

@@ -1,7 +1,8 @@
-"""An in-memory Store for unit tests: naive keyword scoring, exact cosine search."""
+"""An in-memory Store for unit tests: naive IDF keyword scoring, exact cosine search."""
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,7 @@ class InMemoryStore:
         self.chunks: dict[str, tuple[Chunk, Vector]] = {}
         self.order: list[str] = []
         self.page_models: dict[str, str] = {}
+        self.statistics_refreshed = 0
 
     async def ensure_collection(self, name: str, tenant: str) -> Collection:
         for c in self.collections.values():
@@ -156,10 +158,16 @@ class InMemoryStore:
         self, collection_id: str, query: str, k: int, kind: ChunkKind | None
     ) -> list[ScoredId]:
         wanted = set(keyword_terms(query))
+        words_of = {
+            chunk.id: [w.lower() for w in _WORD.findall(f"{chunk.heading_path} {chunk.text}")]
+            for chunk, _ in self._in(collection_id, None)
+        }
+        # each matched word counts by its rarity in the collection, as BM25's IDF does
+        df = {w: sum(1 for words in words_of.values() if w in words) for w in wanted}
         scored = []
         for chunk, _ in self._in(collection_id, kind):
-            words = [w.lower() for w in _WORD.findall(f"{chunk.heading_path} {chunk.text}")]
-            score = sum(1 for w in words if w in wanted)
+            words = words_of[chunk.id]
+            score = sum(math.log(1 + len(words_of) / df[w]) for w in words if w in wanted)
             if score:
                 scored.append(ScoredId(chunk.id, float(score)))
         return sorted(scored, key=lambda s: s.score, reverse=True)[:k]
@@ -179,6 +187,9 @@ class InMemoryStore:
 
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         return [self.chunks[i][0] for i in chunk_ids if i in self.chunks]
+
+    async def refresh_statistics(self) -> None:
+        self.statistics_refreshed += 1
 
     async def ping(self) -> None:
         return None

@@ -127,6 +127,61 @@ MIGRATIONS: list[str] = [
         revoked_at timestamptz
     );
     """,
+    # 4: BM25 for keyword search. ts_rank knows no document frequency, so a query's rare,
+    # telling words weighed no more than its common ones (SciFact train nDCG@10 0.584 alone;
+    # this: 0.703, and faster; docs/benchmarks.md, issue 5). Each chunk keeps its BM25 term
+    # weights as a sparse vector (k1 1.2, b 0.75, labels title 2 : heading 1.5 : text 1,
+    # length pivot 150 weighted lexemes: chunks are cut to a bounded size, so a fixed pivot
+    # stands in for the average); a query is a sparse vector of its lexemes' IDF, counted
+    # in the collection at query time; the score is their dot product. A lexeme's
+    # dimension is the first 29 bits of its md5: stable across PostgreSQL versions and
+    # machines (hashtext is not promised to be), and collisions among a vocabulary of
+    # millions in 2^29 slots are rare and only merge two words' weights.
+    """
+    CREATE FUNCTION skr_lexeme_dimension(lexeme text) RETURNS integer
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        RETURN (('x' || left(md5(lexeme), 8))::bit(32)::int8 & 536870911)::integer + 1;
+    CREATE FUNCTION skr_bm25_document(document tsvector) RETURNS sparsevec
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    BEGIN ATOMIC
+        WITH terms AS (
+            SELECT skr_lexeme_dimension(t.lexeme) AS dimension,
+                (SELECT sum(CASE w WHEN 'A' THEN 2.0 WHEN 'B' THEN 1.5 ELSE 1.0 END)
+                    FROM unnest(t.weights) AS w) AS tf
+            FROM unnest(document) AS t
+        ),
+        size AS (SELECT coalesce(sum(tf), 0) AS len FROM terms),
+        merged AS (SELECT dimension, sum(tf) AS tf FROM terms GROUP BY dimension)
+        SELECT ('{' || coalesce(string_agg(
+            m.dimension || ':' || (m.tf * 2.2 / (m.tf + 1.2 * (0.25 + 0.75 * s.len / 150.0))),
+            ',' ORDER BY m.dimension), '') || '}/536870912')::sparsevec
+        FROM merged m RIGHT JOIN size s ON true;
+    END;
+    ALTER TABLE chunks ADD COLUMN bm25 sparsevec GENERATED ALWAYS AS (skr_bm25_document(
+        setweight(to_tsvector('english', title), 'A')
+        || setweight(to_tsvector('english', heading_path), 'B')
+        || setweight(to_tsvector('english', text), 'C')
+    )) STORED;
+    CREATE FUNCTION skr_bm25_query(collection text, words text) RETURNS sparsevec
+        LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+        WITH terms AS (
+            SELECT DISTINCT t.lexeme FROM unnest(to_tsvector('english', words)) AS t
+        ),
+        chunk_count AS (SELECT count(*) AS n FROM chunks WHERE collection_id = collection),
+        weights AS (
+            SELECT skr_lexeme_dimension(t.lexeme) AS dimension,
+                sum(ln(1 + (c.n - d.df + 0.5) / (d.df + 0.5))) AS idf
+            FROM terms t CROSS JOIN chunk_count c CROSS JOIN LATERAL (
+                SELECT count(*) AS df FROM chunks k WHERE k.collection_id = collection
+                    AND k.tsv @@ plainto_tsquery('simple', t.lexeme)
+            ) d
+            GROUP BY 1
+        )
+        SELECT ('{' || coalesce(string_agg(dimension || ':' || idf, ',' ORDER BY dimension), '')
+            || '}/536870912')::sparsevec FROM weights;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

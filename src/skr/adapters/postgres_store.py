@@ -52,13 +52,14 @@ _HNSW_SETTINGS = (
 
 # Candidates of both rankings. The hybrid query embeds the very same text, so that its
 # rankings are those of keyword_search and vector_search; ties are broken by seq.
-# ts_rank weighs the tsvector's labels {D, C, B, A}: text (C), heading (B) and title (A)
-# count 1 : 1.5 : 2, as in SQLite's bm25 call. On SciFact's train queries it ranked far
-# better than ts_rank_cd did (nDCG@10 0.575 vs 0.445 alone, 0.703 vs 0.648 fused), and
-# faster (docs/benchmarks.md, issue 5).
+# Keyword: every chunk with a query word (the GIN index), ranked by BM25 as the dot
+# product of its stored term weights with the query's IDF vector (migration 4). On
+# SciFact's train queries that ranked far better than ts_rank (nDCG@10 0.703 vs 0.584
+# alone), in less time (docs/benchmarks.md, issue 5).
 _KEYWORD_CANDIDATES = (
-    "SELECT c.id, c.seq, ts_rank('{{0.1, 0.5, 0.75, 1.0}}', c.tsv, q.query) AS rank "
-    "FROM chunks c, websearch_to_tsquery('english', %(words)s) AS q (query) "
+    "SELECT c.id, c.seq, (c.bm25 <#> v.weights) * -1 AS rank "
+    "FROM chunks c, websearch_to_tsquery('english', %(words)s) AS q (query), "
+    "skr_bm25_query(%(collection)s, %(words)s) AS v (weights) "
     "WHERE c.tsv @@ q.query AND c.collection_id = %(collection)s{kind} "
     "ORDER BY rank DESC, c.seq LIMIT %(candidates)s"
 )
@@ -183,6 +184,11 @@ class PostgresStore:
     async def _fetch_one(self, query: Any, params: Any = None) -> Row | None:
         rows = await self._fetch(query, params)
         return rows[0] if rows else None
+
+    async def refresh_statistics(self) -> None:
+        # what autovacuum does within a minute or so; it may be off, or not yet due
+        async with self._connection() as conn:
+            await conn.execute("ANALYZE chunks, documents")
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")

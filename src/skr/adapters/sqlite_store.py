@@ -122,6 +122,9 @@ class SQLiteStore:
             index = self._indexes.setdefault(collection_id, HnswIndex(self._dimensions, self._hnsw))
         return index
 
+    async def refresh_statistics(self) -> None:
+        await self._db.write(lambda c: c.execute("PRAGMA optimize").fetchall())
+
     async def ping(self) -> None:
         await self._db.read(lambda c: c.execute("SELECT 1").fetchone())
 

@@ -103,6 +103,7 @@ async def _index_and_evaluate(
             on_progress=_bar(progress, "indexing documents", len(documents)),
         )
         ingest_seconds = time.perf_counter() - started
+        await store.refresh_statistics()
         document_id = document_id_of(dataset.name)
         report = await evaluate(
             container.search,

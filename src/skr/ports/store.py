@@ -108,6 +108,11 @@ class Store(Protocol):
         read a batch at a time (never the whole collection at once)."""
         ...
 
+    async def refresh_statistics(self) -> None:
+        """Bring the query planner's statistics up to date after a bulk load, so that the
+        first searches of a fresh collection are planned well."""
+        ...
+
     async def ping(self) -> None:
         """A cheap check that the store answers; raises ``DependencyError`` if not."""
         ...
