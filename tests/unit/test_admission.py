@@ -20,6 +20,7 @@ from skr.entrypoints.api.admission import (
     WRITE,
     AdmissionGate,
     GateLimits,
+    LatencyLimit,
     ShedError,
     gate_of,
 )
@@ -116,3 +117,115 @@ def test_a_full_class_is_shed_with_503_while_others_and_health_go_on(client: Tes
     time.sleep(0.6)  # the window passes: ready again, and searches are admitted
     assert client.get("/readyz").status_code == 200
     assert client.get("/v1/search", params={"q": "blueprints"}).status_code == 200
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def adaptive_limit(clock: ManualClock, maximum: int = 10) -> LatencyLimit:
+    return LatencyLimit(maximum, tolerance=1.5, slack_seconds=0.01, clock=clock)
+
+
+def test_the_limit_holds_until_requests_that_ran_alone_give_a_baseline() -> None:
+    clock = ManualClock()
+    limit = adaptive_limit(clock)
+    for _ in range(20):  # slow, but nothing ran alone yet: nothing to compare with
+        clock.now += 0.1
+        limit.record(1.0, alone=False, full=True)
+    assert (limit.limit, limit.baseline(), limit.bound()) == (10, None, None)
+
+
+def test_the_limit_shrinks_while_latency_exceeds_its_bound_and_grows_back() -> None:
+    clock = ManualClock()
+    limit = adaptive_limit(clock)
+    for _ in range(10):
+        limit.record(0.020, alone=True, full=False)
+    assert limit.baseline() == pytest.approx(0.020)
+    assert limit.bound() == pytest.approx(1.5 * 0.020 + 0.01)
+
+    def interval(seconds: float, *, full: bool) -> None:
+        for _ in range(6):
+            limit.record(seconds, alone=False, full=full)
+        clock.now += 0.6
+        limit.record(seconds, alone=False, full=full)  # the interval's check
+
+    limits = []
+    for _ in range(12):  # 60 ms against a 40 ms bound: a fifth less each interval
+        interval(0.060, full=True)
+        limits.append(limit.limit)
+    assert limits[:4] == [8, 6, 5, 4] and limits[-1] == 1
+    interval(0.035, full=False)  # within bounds but the gate not full: no reason to grow
+    assert limit.limit == 1
+    for _ in range(4):  # within bounds and full: one more per interval
+        interval(0.035, full=True)
+    assert limit.limit == 5
+    for _ in range(20):
+        interval(0.030, full=True)
+    assert limit.limit == 10  # never above the configured concurrency
+
+
+def test_millisecond_jitter_moves_no_limit() -> None:
+    clock = ManualClock()
+    limit = adaptive_limit(clock)
+    for _ in range(10):
+        limit.record(0.001, alone=True, full=False)
+    for _ in range(10):  # 8× the baseline, yet within the 10 ms slack
+        for _ in range(6):
+            limit.record(0.008, alone=False, full=True)
+        clock.now += 0.6
+        limit.record(0.008, alone=False, full=True)
+    assert limit.limit == 10
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_adaptive_gate_runs_fewer_and_queues_no_longer_than_its_bound() -> None:
+    clock = ManualClock()
+    limits = GateLimits(concurrency=4, queue=8, wait_seconds=5.0, adaptive=True)
+    gate = AdmissionGate("search", limits, clock=clock)
+    for _ in range(10):  # unloaded: 20 ms each, run alone
+        await gate.acquire()
+        gate.release(0.020, alone=True)
+    for _ in range(3):  # loaded: 200 ms each, the gate full
+        for _ in range(7):
+            running = gate.limit
+            for _ in range(running):
+                await gate.acquire()
+            for _ in range(running):
+                gate.release(0.200)
+        clock.now += 0.6
+    assert gate.limit < 4
+    for _ in range(gate.limit):
+        await gate.acquire()
+    began = anyio.current_time()
+    with pytest.raises(ShedError):  # waits the 40 ms bound, not the 5 s configured
+        await gate.acquire()
+    assert anyio.current_time() - began < 1.0
+    assert gate.waiting == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_waiters_get_places_in_the_order_they_came() -> None:
+    gate = AdmissionGate("search", GateLimits(concurrency=1, queue=5, wait_seconds=2.0))
+    await gate.acquire()
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await gate.acquire()
+        order.append(n)
+        gate.release()
+
+    async with anyio.create_task_group() as group:
+        for n in range(3):
+            group.start_soon(waiter, n)
+            await anyio.sleep(0.01)
+        assert gate.waiting == 3
+        gate.release()
+    assert order == [0, 1, 2]
+    assert (gate.running, gate.waiting) == (0, 0)

@@ -45,7 +45,7 @@ class Metrics:
         )
         self.admission = Gauge(
             "skr_admission",
-            "Requests running and waiting at each admission gate",
+            "Requests running and waiting at each admission gate, and its current limit",
             ["gate", "state"],
             registry=r,
         )

@@ -26,6 +26,86 @@ class GateLimits:
     concurrency: int
     queue: int
     wait_seconds: float
+    # adaptive: the running limit shrinks while admitted requests take longer than
+    # ``tolerance`` times what they took when they ran alone, and grows back when not
+    adaptive: bool = False
+    tolerance: float = 1.5
+    slack_seconds: float = 0.01
+
+
+class LatencyLimit:
+    """How many requests a gate runs at once, adapted to their latency (AIMD).
+
+    The baseline is the 90th percentile of the latest requests that ran alone (nothing
+    else in the gate), which is what a user sees without load; each interval, if the
+    90th percentile of the requests that ended in it exceeds ``tolerance`` × baseline
+    + ``slack_seconds`` (so that the jitter of millisecond requests moves nothing), the
+    limit drops by a fifth; if the gate was full and latency was within bounds, it grows by
+    one, up to ``maximum``. Overload thus costs the requests beyond what keeps latency near
+    its unloaded value, not every request's latency. Not a library: the maintained ones
+    (e.g. Netflix's concurrency-limits) are Java; this is their Gradient idea in a few lines.
+    """
+
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        tolerance: float,
+        slack_seconds: float = 0.01,
+        interval_seconds: float = 0.5,
+        min_samples: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.maximum = maximum
+        self.value = float(maximum)
+        self._tolerance = tolerance
+        self._slack = slack_seconds
+        self._interval = interval_seconds
+        self._min_samples = min_samples
+        self._clock = clock
+        self._alone: deque[float] = deque(maxlen=200)  # latencies of requests that ran alone
+        self._recent: list[float] = []
+        self._was_full = False
+        self._next_check = clock() + interval_seconds
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self.value))
+
+    def baseline(self) -> float | None:
+        if len(self._alone) < self._min_samples:
+            return None
+        return _p90(list(self._alone))
+
+    def bound(self) -> float | None:
+        """The latency admitted requests are held to (``None`` until a baseline is known)."""
+        baseline = self.baseline()
+        return None if baseline is None else self._tolerance * baseline + self._slack
+
+    def record(self, seconds: float, *, alone: bool, full: bool) -> None:
+        """One admitted request took ``seconds``; it ran ``alone``; the gate was ``full``."""
+        if alone:
+            self._alone.append(seconds)
+        self._recent.append(seconds)
+        self._was_full = self._was_full or full
+        now = self._clock()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._interval
+        recent, self._recent = self._recent, []
+        was_full, self._was_full = self._was_full, False
+        bound = self.bound()
+        if bound is None or len(recent) < self._min_samples:
+            return
+        if _p90(recent) > bound:
+            self.value = max(1.0, self.value * 0.8)
+        elif was_full:
+            self.value = min(float(self.maximum), self.value + 1)
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
 
 class ShedError(Exception):
@@ -38,26 +118,42 @@ class ShedError(Exception):
 
 
 class AdmissionGate:
-    """``limits.concurrency`` requests run at once; up to ``limits.queue`` more wait for a
-    place, each at most ``limits.wait_seconds``; any other is shed at once."""
+    """Up to the limit (``limits.concurrency``, or less while adaptive and latency is high)
+    requests run at once; up to ``limits.queue`` more wait for a place, each at most
+    ``limits.wait_seconds`` (while adaptive, at most the latency bound, as CoDel bounds a
+    packet's time in a queue), first come first served; any other is shed at once."""
 
     def __init__(
         self, name: str, limits: GateLimits, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.name = name
         self._limits = limits
-        self._slots = anyio.Semaphore(limits.concurrency)
-        self._waiting = 0
+        self._running = 0
+        self._waiters: deque[anyio.Event] = deque()
         self._clock = clock
         self._sheds: deque[float] = deque(maxlen=1024)  # when recent requests were shed
+        self.adaptive = (
+            LatencyLimit(
+                limits.concurrency,
+                tolerance=limits.tolerance,
+                slack_seconds=limits.slack_seconds,
+                clock=clock,
+            )
+            if limits.adaptive
+            else None
+        )
+
+    @property
+    def limit(self) -> int:
+        return self._limits.concurrency if self.adaptive is None else self.adaptive.limit
 
     @property
     def running(self) -> int:
-        return self._limits.concurrency - self._slots.value
+        return self._running
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return len(self._waiters)
 
     def shed_in_last(self, seconds: float) -> int:
         horizon = self._clock() - seconds
@@ -65,22 +161,36 @@ class AdmissionGate:
 
     async def acquire(self) -> None:
         """A place, or ``ShedError``."""
-        if self._slots.value > 0:
-            await self._slots.acquire()  # free: does not wait
+        if self._running < self.limit and not self._waiters:
+            self._running += 1
             return
-        if self._waiting >= self._limits.queue:
+        if len(self._waiters) >= self._limits.queue:
             raise self._shed()
-        self._waiting += 1
+        handed = anyio.Event()
+        self._waiters.append(handed)
         try:
-            with anyio.move_on_after(self._limits.wait_seconds):
-                await self._slots.acquire()
-                return
+            with anyio.move_on_after(self._wait_seconds()):
+                await handed.wait()
         finally:
-            self._waiting -= 1
+            if not handed.is_set():  # timed out or cancelled: no place was handed over
+                self._waiters.remove(handed)
+        if handed.is_set():
+            return
         raise self._shed()
 
-    def release(self) -> None:
-        self._slots.release()
+    def _wait_seconds(self) -> float:
+        bound = None if self.adaptive is None else self.adaptive.bound()
+        return self._limits.wait_seconds if bound is None else min(bound, self._limits.wait_seconds)
+
+    def release(self, seconds: float | None = None, *, alone: bool = False) -> None:
+        """The end of an admitted request that took ``seconds`` (``None``: not measured)."""
+        full = self._running >= self.limit
+        self._running -= 1
+        if self.adaptive is not None and seconds is not None:
+            self.adaptive.record(seconds, alone=alone, full=full)
+        while self._waiters and self._running < self.limit:
+            self._running += 1
+            self._waiters.popleft().set()
 
     def _shed(self) -> ShedError:
         self._sheds.append(self._clock())
@@ -101,11 +211,22 @@ class Admission:
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
         s, wait = settings, settings.admission_wait_seconds
+
+        def adapting(concurrency: int, queue: int) -> GateLimits:
+            return GateLimits(
+                concurrency,
+                queue,
+                wait,
+                adaptive=s.admission_adaptive,
+                tolerance=s.admission_latency_tolerance,
+                slack_seconds=s.admission_latency_slack_seconds,
+            )
+
         limits = {
-            SEARCH: GateLimits(s.admission_search_concurrency, s.admission_search_queue, wait),
-            ASK: GateLimits(s.admission_ask_concurrency, s.admission_ask_queue, wait),
+            SEARCH: adapting(s.admission_search_concurrency, s.admission_search_queue),
+            ASK: adapting(s.admission_ask_concurrency, s.admission_ask_queue),
             WRITE: GateLimits(s.admission_write_concurrency, s.admission_write_queue, wait),
-            READ: GateLimits(s.admission_read_concurrency, s.admission_read_queue, wait),
+            READ: adapting(s.admission_read_concurrency, s.admission_read_queue),
             PAGE: GateLimits(s.admission_read_concurrency, s.admission_read_queue, wait),
             STREAM: GateLimits(s.admission_stream_concurrency, 0, 0.0),
         }
@@ -183,7 +304,9 @@ class AdmissionMiddleware:
             )
             await refusal(scope, receive, send)
             return
+        alone = gate.running == 1
+        began = time.monotonic()
         try:
             await self._app(scope, receive, send)
         finally:
-            gate.release()
+            gate.release(time.monotonic() - began, alone=alone)

@@ -45,6 +45,7 @@ async def metrics(container: ContainerDep, request: Request) -> Response:
     for name, gate in request.app.state.admission.gates.items():
         container.metrics.admission.labels(name, "running").set(gate.running)
         container.metrics.admission.labels(name, "waiting").set(gate.waiting)
+        container.metrics.admission.labels(name, "limit").set(gate.limit)
     return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
