@@ -83,9 +83,12 @@ class RecordingStore(InMemoryStore):
         return await super().keyword_search(collection_id, query, k, kind)
 
 
-async def indexed(root: Path) -> tuple[SearchService, Collection, FakeEmbedder, RecordingStore]:
+async def indexed(
+    root: Path, cache: MemoryCache | None = None
+) -> tuple[SearchService, Collection, FakeEmbedder, RecordingStore]:
     """The dataset's corpus ingested as texts; small chunks, so d2 has nine."""
-    store, embedder, cache = RecordingStore(), FakeEmbedder(), MemoryCache(100)
+    store, embedder = RecordingStore(), FakeEmbedder()
+    cache = cache if cache is not None else MemoryCache(100)
     ingest = IngestService(
         fetcher=DictFetcher(), store=store, embedder=embedder, cache=cache, max_tokens=12
     )
@@ -141,6 +144,22 @@ async def test_keyword_mode_searches_words_only_and_modes_are_cached_apart(
     assert len(vector) == 5 and len(embedder.batches) == 1
     hybrid = await search.search(collection, "quantum entanglement", 5, None)
     assert hybrid[0].url == "beir://tiny/d6" and len(hybrid) == 5
+
+
+async def test_searches_ranked_differently_do_not_share_cached_results(tmp_path: Path) -> None:
+    cache = MemoryCache(100)  # one cache, as processes share Redis
+    search, collection, embedder, store = await indexed(write_dataset(tmp_path / "tiny"), cache)
+    shipped = await search.search(collection, "volcano", 5, None)
+    keyword_only = SearchService(
+        store=store, embedder=embedder, cache=cache, candidates=10, rrf_k=60,
+        cache_ttl_seconds=60, keyword_weight=1.0,
+    )  # fmt: skip
+    store.keyword_depths.clear()
+    await keyword_only.search(collection, "volcano", 5, None)
+    assert store.keyword_depths == [10]  # ranked afresh, not served the other's result
+    store.keyword_depths.clear()
+    assert await search.search(collection, "volcano", 5, None) == shipped
+    assert store.keyword_depths == []  # its own result, from the cache
 
 
 async def test_document_search_keeps_the_best_chunk_of_each_document(tmp_path: Path) -> None:

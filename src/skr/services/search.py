@@ -51,6 +51,8 @@ class SearchService:
         self._ttl = cache_ttl_seconds
         self._fusion = fusion
         self._weights = (keyword_weight, 1.0 - keyword_weight)
+        # processes ranking differently may share one cache: their results must not mix
+        self._ranking = f"{fusion.value}/{keyword_weight:g}/{candidates}/{rrf_k}"
 
     async def embed_query(self, query: str) -> Vector:
         key = f"qe:{self._embedder.model_id}:{_digest(query)}"
@@ -74,7 +76,7 @@ class SearchService:
         fused (``mode``), best first."""
         query = _checked(query, k)
         generation = await self._cache.generation(collection.id)
-        key = f"s:{collection.id}:{generation}:{mode}:{kind}:{k}:{_digest(query)}"
+        key = f"s:{collection.id}:{generation}:{self._ranking}:{mode}:{kind}:{k}:{_digest(query)}"
         cached = await self._cache.get(key)
         if cached is not None:
             return [_hit_from_json(h) for h in json.loads(cached)]
