@@ -50,7 +50,13 @@ def percentile(values: list[float], q: float) -> float:
 
 async def embedder_alone(site: Path) -> tuple[int, float, float]:
     """Chunks of every page, embedded by the embedder alone (after extraction)."""
-    embedder = OnnxMiniLMEmbedder.loaded(threads=2, batch_size=32)
+    settings = Settings()  # the server's embedder, as configured
+    embedder = OnnxMiniLMEmbedder.loaded(
+        threads=settings.embed_threads,
+        parallel_batches=settings.embed_parallel_batches,
+        batch_size=settings.embed_batch_size,
+        max_batch_tokens=settings.embed_max_batch_tokens,
+    )
     texts: list[str] = []
     started = time.perf_counter()
     for path in pages(site):

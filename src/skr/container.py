@@ -78,6 +78,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
         metrics = Metrics()
         model = OnnxMiniLMEmbedder(
             threads=settings.embed_threads,
+            parallel_batches=settings.embed_parallel_batches,
             batch_size=settings.embed_batch_size,
             max_batch_tokens=settings.embed_max_batch_tokens,
         )

@@ -210,3 +210,21 @@ def test_batches_respect_the_padded_token_cap() -> None:
     for batch in batches:
         assert max(lengths[r] for r in batch) * len(batch) <= 256 or len(batch) == 1
     assert [[lengths[r] for r in b] for b in batches] == [[5, 10, 20, 30], [100, 120], [200], [256]]
+
+
+async def test_batches_side_by_side_give_the_vectors_of_one_at_a_time(
+    onnx_embedder: OnnxMiniLMEmbedder,
+) -> None:
+    serial = OnnxMiniLMEmbedder(threads=1, parallel_batches=1, batch_size=4)
+    serial.load()
+    try:
+        expected = await serial.embed(MIXED_TEXTS * 3)
+    finally:
+        serial.close()
+    together = await onnx_embedder.embed(MIXED_TEXTS * 3)  # 2 batches at a time, batches of 4
+    assert cosines(together, expected).min() > 0.999
+
+
+def test_parallel_batches_must_be_at_least_one() -> None:
+    with pytest.raises(ValueError, match="parallel_batches"):
+        OnnxMiniLMEmbedder(parallel_batches=0)

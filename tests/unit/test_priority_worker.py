@@ -1,4 +1,4 @@
-"""The embedder's worker thread runs queries before queued ingest batches."""
+"""The embedder's worker threads run queries before queued ingest batches."""
 
 from __future__ import annotations
 
@@ -45,3 +45,13 @@ def test_errors_reach_the_caller_and_shutdown_finishes_queued_work() -> None:
     with pytest.raises(ValueError, match="bad batch"):
         failing.result(0)
     assert later.result(0) == 42
+
+
+def test_several_threads_run_calls_side_by_side_and_all_stop() -> None:
+    worker = PriorityWorker("test", threads=2)
+    both = threading.Barrier(2, timeout=5)  # breaks unless two calls run at the same time
+    first = worker.submit(BULK, lambda: both.wait() is not None)
+    second = worker.submit(BULK, lambda: both.wait() is not None)
+    assert first.result(5) and second.result(5)
+    worker.shutdown()  # returns: every thread took its stop
+    assert worker.submit(BULK, lambda: 1).done() is False  # nothing runs after shutdown

@@ -1,8 +1,8 @@
-"""One thread that runs submitted calls most urgent first, then in submission order.
+"""Threads that run submitted calls most urgent first, then in submission order.
 
-The embedding model runs on a single thread. With a plain FIFO executor, a query's
+The embedding model runs on a few such threads. With a plain FIFO executor, a query's
 embedding would wait behind every batch an ingest had already queued; here a query
-(priority 0) waits at most for the batch in flight.
+(priority 0) waits at most for the batches in flight.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ _Item = tuple[int, int, Callable[[], Any] | None, "Future[Any] | None"]
 
 
 class PriorityWorker:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, threads: int = 1) -> None:
         self._queue: queue.PriorityQueue[_Item] = queue.PriorityQueue()
         self._order = itertools.count()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, priority: int, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -36,9 +40,11 @@ class PriorityWorker:
         return future
 
     def shutdown(self) -> None:
-        """Finish what was submitted, then stop the thread."""
-        self._queue.put((sys.maxsize, next(self._order), None, None))
-        self._thread.join()
+        """Finish what was submitted, then stop the threads."""
+        for _ in self._threads:
+            self._queue.put((sys.maxsize, next(self._order), None, None))
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
         while True:
