@@ -3,6 +3,7 @@ Retry-After while health stays up, and /readyz turns unready while shedding hard
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,20 @@ async def test_waiters_get_places_in_the_order_they_came() -> None:
         gate.release()
     assert order == [0, 1, 2]
     assert (gate.running, gate.waiting) == (0, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_waiter_cancelled_as_it_is_handed_a_place_gives_the_place_back() -> None:
+    gate = AdmissionGate("search", GateLimits(concurrency=1, queue=5, wait_seconds=2.0))
+    await gate.acquire()
+    waiter = asyncio.ensure_future(gate.acquire())
+    await asyncio.sleep(0.01)
+    assert gate.waiting == 1
+    gate.release()  # hands the place to the waiter...
+    waiter.cancel()  # ...which is cancelled (its client left) before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (gate.running, gate.waiting) == (0, 0)
+    await gate.acquire()  # the place is free again
+    assert gate.running == 1

@@ -261,7 +261,7 @@ class OnnxMiniLMEmbedder:
         self._worker = PriorityWorker("skr-embed", self._parallel_batches)
 
     def close(self) -> None:
-        """Stop the worker thread (after the batch in flight) and drop the model."""
+        """Stop the worker threads (after the batches in flight) and drop the model."""
         if self._worker is not None:
             self._worker.shutdown()
         self._worker = None

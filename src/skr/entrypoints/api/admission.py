@@ -171,11 +171,15 @@ class AdmissionGate:
         try:
             with anyio.move_on_after(self._wait_seconds()):
                 await handed.wait()
-        finally:
-            if not handed.is_set():  # timed out or cancelled: no place was handed over
+        except BaseException:  # cancelled (the client left): give up the place or the turn
+            if handed.is_set():
+                self.release()
+            else:
                 self._waiters.remove(handed)
+            raise
         if handed.is_set():
             return
+        self._waiters.remove(handed)
         raise self._shed()
 
     def _wait_seconds(self) -> float:
