@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     admission_stream_concurrency: int = Field(default=256, ge=1, le=100_000)
     admission_wait_seconds: float = Field(default=0.5, ge=0)
     # search, ask and read: run fewer at once while admitted requests take longer than
-    # tolerance × their unloaded 90th percentile + slack, and wait no longer than that
+    # tolerance × their unloaded 90th percentile + slack, and then wait no longer than that
     admission_adaptive: bool = True
     admission_latency_tolerance: float = Field(default=1.5, ge=1.0)
     admission_latency_slack_seconds: float = Field(default=0.01, ge=0)

@@ -162,12 +162,27 @@ def test_the_limit_shrinks_while_latency_exceeds_its_bound_and_grows_back() -> N
     assert limits[:4] == [8, 6, 5, 4] and limits[-1] == 1
     interval(0.035, full=False)  # within bounds but the gate not full: no reason to grow
     assert limit.limit == 1
+    interval(0.500, full=False)  # slow, but not for how many ran: no reason to shrink
+    assert limit.limit == 1
     for _ in range(4):  # within bounds and full: one more per interval
         interval(0.035, full=True)
     assert limit.limit == 5
     for _ in range(20):
         interval(0.030, full=True)
     assert limit.limit == 10  # never above the configured concurrency
+
+
+def test_slow_requests_in_a_gate_that_was_not_full_move_no_limit() -> None:
+    clock = ManualClock()
+    limit = adaptive_limit(clock)
+    for _ in range(10):
+        limit.record(0.020, alone=True, full=False)
+    for _ in range(10):  # e.g. the model busy with an ingest batch, few searches running
+        for _ in range(6):
+            limit.record(0.300, alone=False, full=False)
+        clock.now += 0.6
+        limit.record(0.300, alone=False, full=False)
+    assert limit.limit == 10
 
 
 def test_millisecond_jitter_moves_no_limit() -> None:
@@ -192,6 +207,7 @@ async def test_an_adaptive_gate_runs_fewer_and_queues_no_longer_than_its_bound()
     for _ in range(10):  # unloaded: 20 ms each, run alone
         await gate.acquire()
         gate.release(0.020, alone=True)
+    assert gate._wait_seconds() == 5.0  # the limit is not down: the full wait
     for _ in range(3):  # loaded: 200 ms each, the gate full
         for _ in range(7):
             running = gate.limit

@@ -39,10 +39,12 @@ class LatencyLimit:
     The baseline is the 90th percentile of the latest requests that ran alone (nothing
     else in the gate), which is what a user sees without load; each interval, if the
     90th percentile of the requests that ended in it exceeds ``tolerance`` × baseline
-    + ``slack_seconds`` (so that the jitter of millisecond requests moves nothing), the
-    limit drops by a fifth; if the gate was full and latency was within bounds, it grows by
-    one, up to ``maximum``. Overload thus costs the requests beyond what keeps latency near
-    its unloaded value, not every request's latency. Not a library: the maintained ones
+    + ``slack_seconds`` (so that the jitter of millisecond requests moves nothing) while
+    the gate was full, the limit drops by a fifth (slow requests in a gate that was not
+    full were slowed by something else: running fewer would not help); if the gate was
+    full and latency was within bounds, it grows by one, up to ``maximum``. Overload
+    thus costs the requests beyond what keeps latency near its unloaded value, not every
+    request's latency. Not a library: the maintained ones
     (e.g. Netflix's concurrency-limits) are Java; this is their Gradient idea in a few lines.
     """
 
@@ -97,7 +99,7 @@ class LatencyLimit:
         bound = self.bound()
         if bound is None or len(recent) < self._min_samples:
             return
-        if _p90(recent) > bound:
+        if _p90(recent) > bound and was_full:  # slow because of how many ran at once
             self.value = max(1.0, self.value * 0.8)
         elif was_full:
             self.value = min(float(self.maximum), self.value + 1)
@@ -120,8 +122,9 @@ class ShedError(Exception):
 class AdmissionGate:
     """Up to the limit (``limits.concurrency``, or less while adaptive and latency is high)
     requests run at once; up to ``limits.queue`` more wait for a place, each at most
-    ``limits.wait_seconds`` (while adaptive, at most the latency bound, as CoDel bounds a
-    packet's time in a queue), first come first served; any other is shed at once."""
+    ``limits.wait_seconds`` (while the adaptive limit is down, at most the latency bound,
+    as CoDel bounds a packet's time in a queue), first come first served; any other is
+    shed at once."""
 
     def __init__(
         self, name: str, limits: GateLimits, clock: Callable[[], float] = time.monotonic
@@ -183,8 +186,12 @@ class AdmissionGate:
         raise self._shed()
 
     def _wait_seconds(self) -> float:
-        bound = None if self.adaptive is None else self.adaptive.bound()
-        return self._limits.wait_seconds if bound is None else min(bound, self._limits.wait_seconds)
+        """While the adaptive limit is down (overload), no longer than the latency bound."""
+        adaptive = self.adaptive
+        bound = None if adaptive is None else adaptive.bound()
+        if adaptive is None or bound is None or adaptive.limit >= adaptive.maximum:
+            return self._limits.wait_seconds
+        return min(bound, self._limits.wait_seconds)
 
     def release(self, seconds: float | None = None, *, alone: bool = False) -> None:
         """The end of an admitted request that took ``seconds`` (``None``: not measured)."""
