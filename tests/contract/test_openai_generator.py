@@ -14,6 +14,7 @@ import pytest
 from skr.adapters.openai_generator import SYSTEM_PROMPT, OpenAIGenerator
 from skr.domain.errors import GenerationError
 from skr.ports.generator import Generator, NumberedPassage
+from tests.fakes.fake_clock import ManualClock
 from tests.fakes.fake_llm_server import FakeLLMServer
 
 PASSAGES = [
@@ -38,14 +39,6 @@ def module_server() -> Iterator[FakeLLMServer]:
 def server(module_server: FakeLLMServer) -> FakeLLMServer:
     module_server.reset()
     return module_server
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_generator(base_url: str, **overrides: Any) -> OpenAIGenerator:
@@ -248,7 +241,7 @@ async def test_circuit_half_opens_after_the_reset_time_and_a_success_closes_it(
 @pytest.mark.anyio
 async def test_a_failed_trial_reopens_the_circuit(server: FakeLLMServer) -> None:
     server.mode = "fail"
-    clock = ManualClock()
+    clock = ManualClock(1000.0)
     generator = make_generator(
         server.base_url, max_retries=0, breaker_failures=1, breaker_reset_seconds=30, clock=clock
     )
@@ -267,7 +260,7 @@ async def test_a_failed_trial_reopens_the_circuit(server: FakeLLMServer) -> None
 @pytest.mark.anyio
 async def test_half_open_lets_exactly_one_trial_through(server: FakeLLMServer) -> None:
     server.mode = "fail"
-    clock = ManualClock()
+    clock = ManualClock(1000.0)
     generator = make_generator(
         server.base_url, max_retries=0, breaker_failures=1, breaker_reset_seconds=30, clock=clock
     )

@@ -9,6 +9,7 @@ from skr.domain.access import Scope
 from skr.domain.errors import AuthenticationError, InvalidInputError, RateLimitedError
 from skr.services.access import AccessService, KeyRateLimiter, secret_hash
 from tests.fakes.fake_api_keys import InMemoryApiKeyStore
+from tests.fakes.fake_clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -16,14 +17,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_key_authenticates_with_its_exact_token_only() -> None:
@@ -44,7 +37,7 @@ async def test_a_key_authenticates_with_its_exact_token_only() -> None:
 
 
 async def test_a_revoked_key_stops_working_after_the_cache_time() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     access = AccessService(InMemoryApiKeyStore(), cache_seconds=5, clock=clock)
     made = await access.create_key("acme", "", [Scope.ADMIN])
     await access.authenticate(made.token)
@@ -69,7 +62,7 @@ async def test_scopes_and_tenants() -> None:
 
 
 def test_the_rate_limiter_allows_a_burst_then_the_rate() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limiter = KeyRateLimiter(rate=2, burst=3, clock=clock)
     for _ in range(3):
         limiter.take("k")

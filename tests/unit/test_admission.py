@@ -27,6 +27,7 @@ from skr.entrypoints.api.admission import (
 )
 from skr.entrypoints.api.app import create_app
 from skr.settings import Settings
+from tests.fakes.fake_clock import ManualClock
 from tests.fakes.fake_container import fake_container_factory
 
 
@@ -118,14 +119,6 @@ def test_a_full_class_is_shed_with_503_while_others_and_health_go_on(client: Tes
     time.sleep(0.6)  # the window passes: ready again, and searches are admitted
     assert client.get("/readyz").status_code == 200
     assert client.get("/v1/search", params={"q": "blueprints"}).status_code == 200
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def adaptive_limit(clock: ManualClock, maximum: int = 10) -> LatencyLimit:

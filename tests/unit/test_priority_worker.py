@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 
@@ -54,4 +55,6 @@ def test_several_threads_run_calls_side_by_side_and_all_stop() -> None:
     second = worker.submit(BULK, lambda: both.wait() is not None)
     assert first.result(5) and second.result(5)
     worker.shutdown()  # returns: every thread took its stop
-    assert worker.submit(BULK, lambda: 1).done() is False  # nothing runs after shutdown
+    late = worker.submit(BULK, lambda: 1)
+    with pytest.raises(FutureTimeout):  # no thread is left to run it
+        late.result(0.2)

@@ -265,8 +265,7 @@ class OnnxMiniLMEmbedder:
         if self._worker is not None:
             self._worker.shutdown()
         self._worker = None
-        while not self._sessions.empty():
-            self._sessions.get_nowait()
+        self._sessions = queue.SimpleQueue()
 
     @property
     def model_id(self) -> str:

@@ -53,7 +53,7 @@ def presented_key(request: Request) -> str | None:
 async def get_caller(request: Request) -> Caller:
     container = get_container(request)
     if await container.access.open_mode():
-        if not _serves_loopback_only(container):  # (e.g. the store was down at startup)
+        if not is_loopback(container.settings.host):  # (e.g. the store was down at startup)
             raise AuthenticationError(
                 "SKR has no API key and listens beyond loopback, so it answers no one: "
                 "create a key with `skr keys create`"
@@ -65,10 +65,6 @@ async def get_caller(request: Request) -> Caller:
         raise PermissionDeniedError(f"this API key may not {scope.value}; it has {_listed(key)}")
     container.key_limiter.take(key.id)
     return Caller(key.tenant, key)
-
-
-def _serves_loopback_only(container: Container) -> bool:
-    return is_loopback(container.settings.host)
 
 
 def is_loopback(host: str) -> bool:
