@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load fuzz clean
+.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load faults fuzz clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,15 @@ load: install services $(BIN)/locust
 	timeout --kill-after=60 $(LOAD_TIME_LIMIT) $(BIN)/python bench/load/run_load.py \
 		--mode $(MODE) --users $(USERS) --spawn-rate $(SPAWN_RATE) --duration $(DURATION) \
 		$(if $(SPIKE),--spike) $(LOAD_ARGS)
+
+# Faults under steady load (issue 6, scenario 3), scale-out: a worker SIGKILLed, this
+# machine's PostgreSQL restarted and Redis stopped and started (run it only where nothing
+# else uses them), the answer model failing then slow; report in
+# bench/results/faults-scale-out-USERS.md. About 9 minutes.
+FAULT_ARGS ?=
+faults: install services $(BIN)/locust
+	timeout --kill-after=60 $(LOAD_TIME_LIMIT) $(BIN)/python bench/load/run_faults.py \
+		--users $(USERS) $(FAULT_ARGS)
 
 # API fuzzing (issue 8): schemathesis's coverage cases and FUZZ_EXAMPLES random requests
 # per operation and mode, open and with API keys, in process on fakes; prints the statuses

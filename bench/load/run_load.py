@@ -220,7 +220,8 @@ def start_profile(args: argparse.Namespace, serve: Child, out: Path) -> Child | 
         return None
     argv = ["sh", "-c", f"sleep 30 && exec {shlex.quote(py_spy)} record --subprocesses "
             f"--format raw --rate 50 --duration {args.profile} --pid {serve.pid} "
-            f"--output {shlex.quote(str(out))} --nonblocking"]  # fmt: skip
+            f"--output {shlex.quote(str(out))} --nonblocking"
+            + (" --gil" if args.profile_gil else "")]  # fmt: skip
     return Child("py-spy", argv, dict(os.environ), out.with_suffix(".log"))
 
 
@@ -264,6 +265,9 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=2, help="scale-out API processes")
     parser.add_argument("--job-workers", type=int, default=1, help="scale-out `skr worker`s")
     parser.add_argument("--profile", type=int, default=0, help="py-spy seconds (0: none)")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="sample only the thread holding the GIL"
+    )
     parser.add_argument("--skr-command", default=str(BIN / "skr"), help="how to run `skr`")
     parser.add_argument("--site", type=Path, default=SHARED_SITE)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
@@ -319,7 +323,9 @@ def main() -> None:
     }  # fmt: skip
     markdown = render_markdown(result)
     if "profile" in phases[load_phase]:
-        target = "the `skr serve` process and its children"
+        target = "the `skr serve` process and its children" + (
+            ", only the thread holding the GIL" if args.profile_gil else ""
+        )
         profile = profile_markdown(phases[load_phase]["profile"], args.profile, target)
         markdown += "\n".join(profile) + "\n"
     tag = f"load-{args.mode}-{args.users}" + ("-spike" if args.spike else "")

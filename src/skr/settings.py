@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=20.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_breaker_failures: int = Field(default=5, ge=1)
-    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    llm_breaker_reset_seconds: float = Field(default=10.0, gt=0)
     llm_max_concurrency: int = Field(default=4, ge=1, le=1000)
     llm_queue_seconds: float = Field(default=2.0, ge=0)
 

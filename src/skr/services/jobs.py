@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -50,7 +52,8 @@ class JobWorker:
         self._options = options
         self._on_page = on_page
         self._events = events
-        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        # host and pid say which process holds a lease; the suffix tells restarts apart
+        self.owner = f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     async def run(self) -> None:
         """Run until cancelled."""
