@@ -27,6 +27,7 @@ from skr.ports.job_queue import JobQueue
 from skr.ports.store import Store
 from skr.services.access import AccessService, KeyRateLimiter
 from skr.services.ask import AskService
+from skr.services.collections import CollectionResolver
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import ImageOptions, IngestService, PageOutcome, PageOutcomeKind
 from skr.services.jobs import JobWorker, WorkerOptions
@@ -52,6 +53,7 @@ class Container:
     pool_stats: Callable[[], Mapping[str, int]] | None
     ingest: IngestService
     crawl: CrawlService
+    collections: CollectionResolver
     search: SearchService
     ask: AskService
     worker: JobWorker
@@ -194,7 +196,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             settings=settings, store=store, job_queue=queue, job_events=backend.job_events,
             cache=cache, embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=readiness, pool_stats=backend.pool_stats, ingest=ingest, crawl=crawl,
-            search=search, ask=ask, worker=worker,
+            collections=CollectionResolver(store), search=search, ask=ask, worker=worker,
             access=AccessService(backend.api_keys, cache_seconds=settings.key_cache_seconds),
             key_limiter=KeyRateLimiter(
                 rate=settings.key_rate_per_second, burst=settings.key_rate_burst

@@ -17,6 +17,7 @@ from skr.observability.readiness import ReadinessCheck
 from skr.ports.generator import Generator
 from skr.services.access import AccessService, KeyRateLimiter
 from skr.services.ask import AskService
+from skr.services.collections import CollectionResolver
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
 from skr.services.jobs import JobWorker, WorkerOptions
@@ -70,7 +71,8 @@ def fake_container_factory(
             settings=settings, store=store, job_queue=queue, job_events=events, cache=cache,
             embedder=embedder, fetcher=fetcher, generator=generator, metrics=metrics,
             readiness=ReadinessCheck(store=store, ttl_seconds=1), pool_stats=None, ingest=ingest,
-            crawl=crawl, search=search, ask=AskService(search=search, generator=generator),
+            crawl=crawl, collections=CollectionResolver(store), search=search,
+            ask=AskService(search=search, generator=generator),
             worker=worker,
             access=AccessService(api_keys or InMemoryApiKeyStore(), cache_seconds=0),
             key_limiter=KeyRateLimiter(

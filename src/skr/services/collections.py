@@ -15,3 +15,25 @@ async def resolve_collection(store: Store, name: str, tenant: str) -> Collection
         if name != DEFAULT_COLLECTION:
             raise
         return await store.ensure_collection(name, tenant)
+
+
+class CollectionResolver:
+    """:func:`resolve_collection`, remembering what it found: nearly every request names a
+    collection, and a collection, once created, is never renamed, changed or deleted, so
+    a found one stays true. A name not found is looked up again next time (it may be
+    created meanwhile). Holds at most ``max_entries``; the oldest is forgotten first."""
+
+    def __init__(self, store: Store, max_entries: int = 10_000) -> None:
+        self._store = store
+        self._max_entries = max_entries
+        self._found: dict[tuple[str, str], Collection] = {}
+
+    async def resolve(self, name: str, tenant: str) -> Collection:
+        key = (tenant, name)
+        found = self._found.get(key)
+        if found is None:
+            found = await resolve_collection(self._store, name, tenant)
+            if len(self._found) >= self._max_entries:
+                del self._found[next(iter(self._found))]
+            self._found[key] = found
+        return found

@@ -85,6 +85,13 @@ async def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
     return caller.tenant
 
 
-ContainerDep = Annotated[Container, Depends(get_container)]
+async def container_dependency(request: Request) -> Container:
+    """``get_container`` as a dependency. Async, so FastAPI calls it on the event loop: a
+    plain ``def`` dependency is run in its thread pool, a hand-off to a thread and back
+    on every request for a dictionary look-up."""
+    return get_container(request)
+
+
+ContainerDep = Annotated[Container, Depends(container_dependency)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 TenantDep = Annotated[str, Depends(get_tenant)]

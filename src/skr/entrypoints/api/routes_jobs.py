@@ -25,7 +25,6 @@ from skr.entrypoints.api.schemas import (
     problem_responses,
 )
 from skr.observability.logs import current_request_id
-from skr.services.collections import resolve_collection
 from skr.services.jobs import job_rate, watch_job
 from skr.services.url_normalization import normalize_url, same_site
 
@@ -104,7 +103,7 @@ async def ingest(
                 30,
             )
         options["api_key"] = caller.key.id
-    collection = await resolve_collection(container.store, body.collection, tenant)
+    collection = await container.collections.resolve(body.collection, tenant)
     options["request_id"] = current_request_id()  # the job's log lines carry it
     job = await container.job_queue.enqueue(kind, collection.id, url, options)
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -20,7 +20,6 @@ from skr.entrypoints.api.schemas import (
     ImageRead,
     problem_responses,
 )
-from skr.services.collections import resolve_collection
 
 router = APIRouter(
     prefix="/v1",
@@ -59,7 +58,7 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> DocumentsPage:
-    found = await resolve_collection(container.store, collection, tenant)
+    found = await container.collections.resolve(collection, tenant)
     documents, next_cursor = await container.store.list_documents(found.id, limit, cursor)
     return DocumentsPage(documents=[document_read(d) for d in documents], next_cursor=next_cursor)
 

@@ -23,7 +23,6 @@ from skr.entrypoints.api.schemas import (
     SearchResults,
     problem_responses,
 )
-from skr.services.collections import resolve_collection
 from skr.services.search import MAX_K, MAX_QUERY_CHARS
 
 router = APIRouter(
@@ -63,7 +62,7 @@ async def search(
 ) -> SearchResults:
     """The best chunks and images for ``q``, keyword and vector results fused."""
     with _deadline(container.settings.request_timeout_seconds, "search"):
-        found = await resolve_collection(container.store, collection, tenant)
+        found = await container.collections.resolve(collection, tenant)
         hits = await container.search.search(found, q, k, _KINDS[kind])
     return SearchResults(
         hits=[
@@ -130,7 +129,7 @@ async def ask(
 ) -> AnswerRead | StreamingResponse:
     """An answer made from the collection's passages, each claim cited as [n]."""
     with _deadline(container.settings.request_timeout_seconds, "answer"):
-        found = await resolve_collection(container.store, body.collection, tenant)
+        found = await container.collections.resolve(body.collection, tenant)
         answer = await container.ask.ask(found, body.question, body.k)
     container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
     read = answer_read(answer)

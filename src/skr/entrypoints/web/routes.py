@@ -20,7 +20,6 @@ from skr.entrypoints.api.schemas import COLLECTION_NAME
 from skr.entrypoints.web.signin import SignIn
 from skr.entrypoints.web.signin import WebTenantDep as TenantDep
 from skr.entrypoints.web.templating import build_environment
-from skr.services.collections import resolve_collection
 from skr.services.search import MAX_QUERY_CHARS
 
 STATIC_PATH = "/static"
@@ -178,7 +177,7 @@ class WebPages:
 
 async def _collection_or_none(container: Container, name: str, tenant: str) -> Collection | None:
     try:
-        return await resolve_collection(container.store, name, tenant)
+        return await container.collections.resolve(name, tenant)
     except NotFoundError:
         return None
 
