@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     # chunking and embedding
     chunk_max_tokens: int = Field(default=256, ge=16, le=256)
     embed_batch_size: int = Field(default=32, ge=1, le=512)
-    embed_max_batch_tokens: int = Field(default=1024, ge=256, le=65536)
+    embed_max_batch_tokens: int = Field(default=256, ge=256, le=65536)
     embed_threads: int = Field(default=1, ge=1, le=64)
     embed_parallel_batches: int = Field(default=2, ge=1, le=64)
 

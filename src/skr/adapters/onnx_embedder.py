@@ -191,7 +191,7 @@ class OnnxMiniLMEmbedder:
         threads: int = 1,
         parallel_batches: int = 2,
         batch_size: int = 32,
-        max_batch_tokens: int = 1024,
+        max_batch_tokens: int = 256,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
     ) -> None:
@@ -221,7 +221,7 @@ class OnnxMiniLMEmbedder:
         threads: int = 1,
         parallel_batches: int = 2,
         batch_size: int = 32,
-        max_batch_tokens: int = 1024,
+        max_batch_tokens: int = 256,
     ) -> OnnxMiniLMEmbedder:
         """A loaded embedder on the packaged model and tokenizer."""
         embedder = cls(
