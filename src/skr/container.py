@@ -136,6 +136,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             embedder=embedder,
             cache=cache,
             max_tokens=settings.chunk_max_tokens,
+            extraction_processes=settings.extraction_processes,
             image_reader=(
                 TesseractImageReader(
                     languages=settings.ocr_languages, timeout_seconds=settings.ocr_timeout_seconds

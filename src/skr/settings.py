@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=5_000_000, ge=1024)
     image_min_side_pixels: int = Field(default=48, ge=1)
 
+    # extraction: worker processes that read pages (0: a thread of this process)
+    extraction_processes: int = Field(default=1, ge=0, le=64)
+
     # chunking and embedding
     chunk_max_tokens: int = Field(default=256, ge=16, le=256)
     embed_batch_size: int = Field(default=32, ge=1, le=512)

@@ -10,8 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+import anyio
+import anyio.to_process
 import anyio.to_thread
 import numpy as np
+from anyio import BrokenWorkerProcess
 
 from skr.domain.errors import FetchError, InvalidInputError
 from skr.domain.models import ChunkDraft, Document, ExtractedPage, FetchedPage, PageWrite
@@ -153,7 +156,12 @@ class IngestService:
         max_tokens: int,
         image_reader: ImageReader | None = None,
         image_options: ImageOptions | None = None,
+        extraction_processes: int = 0,
     ) -> None:
+        """``extraction_processes``: how many worker processes may extract pages at once;
+        0 extracts on a thread of this process. In a process, extraction (pure Python,
+        holding the GIL for tens of ms on a big page) cannot stall this process's event
+        loop, and a page that crashes the parser costs that page, not the process."""
         self._fetcher = fetcher
         self._store = store
         self._embedder = embedder
@@ -161,6 +169,9 @@ class IngestService:
         self._max_tokens = max_tokens
         self._image_reader = image_reader
         self._image_options = image_options or ImageOptions()
+        self._extraction_processes = (
+            anyio.CapacityLimiter(extraction_processes) if extraction_processes else None
+        )
         # what each image URL held when last read: the same logo on every page of a site
         # is fetched and read once (None: not an image, or too small to keep)
         self._image_readings: OrderedDict[str, str | None] = OrderedDict()
@@ -186,11 +197,21 @@ class IngestService:
         if fetched.status_code == 304 and existing is not None:
             await self._store.mark_fetched(existing.id, fetched.etag, fetched.last_modified)
             return PageOutcome(PageOutcomeKind.UNCHANGED, existing, 0)
-        page = await anyio.to_thread.run_sync(_extract, fetched)
+        page = await self._extract(fetched)
         if not page.sections and not page.images:
             raise FetchError("the page has no text that SKR could extract")
         source = PageSource(url, fetched.final_url, fetched.etag, fetched.last_modified)
         return FetchedContent(source, page, existing)
+
+    async def _extract(self, fetched: FetchedPage) -> ExtractedPage:
+        if self._extraction_processes is None:
+            return await anyio.to_thread.run_sync(_extract, fetched)
+        try:
+            return await anyio.to_process.run_sync(
+                _extract, fetched, cancellable=True, limiter=self._extraction_processes
+            )
+        except BrokenWorkerProcess as exc:
+            raise FetchError("extracting the page crashed the process that read it") from exc
 
     async def index_page(self, collection_id: str, content: FetchedContent) -> PageOutcome:
         """Store a fetched page: unchanged content is only marked as seen; changed content
