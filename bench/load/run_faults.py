@@ -2,8 +2,9 @@
 with two API processes, two `skr worker`s, PostgreSQL, Redis, and an OpenAI-compatible
 answer model on loopback) under a steady headless Locust load, while this script
 
-1. kills a worker with SIGKILL (its jobs in flight are left leased; a supervisor starts
-   a new worker after ``--hold`` seconds),
+1. kills a worker with SIGKILL while it holds a job (frozen with SIGSTOP the moment it
+   leases one, killed once the job is seen still running under its lease; a supervisor
+   starts a new worker after ``--hold`` seconds),
 2. restarts PostgreSQL (``pg_ctlcluster … restart``: every connection is cut),
 3. stops Redis (``redis-cli shutdown``) and starts it again after ``--hold`` seconds,
 4. makes the answer model fail (HTTP 500) for ``--hold`` seconds, then slow (answers
@@ -224,6 +225,16 @@ def wait_for_lease(database_url: str, pid: int, timeout: float) -> int:
     return 0
 
 
+def jobs_held(database_url: str, pid: int) -> int:
+    """Running jobs whose lease the worker process ``pid`` holds."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        held = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE %s",
+            [f"worker-%-{pid}-%"],
+        ).fetchone()
+    return int(held[0]) if held else 0
+
+
 def jobs_across(database_url: str, instant: float) -> dict[str, Any]:
     """The jobs that had started and not finished at ``instant`` (a worker's death), and
     how long after it the last of them finished."""
@@ -311,11 +322,22 @@ def main() -> None:
                     return f
 
                 def kill_worker() -> str:
+                    """SIGKILL the worker while it holds a job: frozen (SIGSTOP) the moment
+                    it has leased one, killed if the job is still its own, else let go on
+                    (the job ended in between) to try again."""
                     victim = children[1]
-                    leased = wait_for_lease(database_url, victim.pid, 60)
+                    held = 0
+                    for _ in range(20):
+                        if not wait_for_lease(database_url, victim.pid, 60):
+                            break
+                        os.killpg(victim.pid, signal.SIGSTOP)
+                        held = jobs_held(database_url, victim.pid)
+                        if held:
+                            break
+                        os.killpg(victim.pid, signal.SIGCONT)
                     os.killpg(victim.pid, signal.SIGKILL)
                     victim.process.wait(10)
-                    return f"SIGKILL to {victim.name} (pid {victim.pid}) holding {leased} job(s)"
+                    return f"SIGKILL to {victim.name} (pid {victim.pid}) holding {held} job(s)"
 
                 def new_worker() -> str:
                     env = skr_env(work, free_port(), SKR_DATABASE_URL=database_url,
