@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shlex
 import shutil
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,7 +52,14 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.servers import SHARED_SITE, free_port, static_site
 from tests.fakes.fake_llm_server import FakeLLMServer
 
-from bench.load.load_report import SHED, percentile, read_request_log, window_figures
+from bench.load.load_report import (
+    DEGRADED,
+    SHED,
+    percentile,
+    read_request_log,
+    recovery_seconds,
+    window_figures,
+)
 from bench.load.processes import Child
 from bench.load.run_load import (
     BIN,
@@ -63,7 +72,6 @@ from bench.load.run_load import (
     start_skr,
 )
 
-DEGRADED = "degraded "
 WARM_SECONDS = 45  # the ramp, then the steady reference window
 STEADY_FROM = 15  # seconds after Locust starts: the steady window begins
 HEALTHY_HOLD = 5  # seconds a recovery must hold
@@ -114,26 +122,22 @@ def ensure_services() -> None:
 def seconds_healthy(
     log: list[tuple[float, str, str, float, bool]], start: float, end: float, limit_ms: float
 ) -> float | None:
-    """Seconds from ``start`` until a run of ``HEALTHY_HOLD`` whole seconds in which no
-    request failed and the admitted searches' p95 was within ``limit_ms``; None if the
-    window up to ``end`` has none."""
-    first = int(start)
-    buckets: dict[int, tuple[list[float], int]] = {}
+    """Seconds from ``start`` until ``HEALTHY_HOLD`` seconds in a row in which no request
+    failed and the admitted searches' p95 was within ``limit_ms``; None if the window up
+    to ``end`` has none."""
+    searches: dict[int, list[float]] = defaultdict(list)
+    failed_seconds = set()
     for t, kind, name, ms, failed in log:
         if start <= t < end and kind != "JOB":
-            searches, failures = buckets.get(int(t), ([], 0))
-            if name == "/v1/search" and not failed:
-                searches.append(ms)
-            buckets[int(t)] = (searches, failures + failed)
-
-    def healthy(second: int) -> bool:
-        searches, failures = buckets.get(second, ([], 0))
-        return failures == 0 and (not searches or percentile(searches, 0.95) <= limit_ms)
-
-    for s in range(first, int(end) - HEALTHY_HOLD + 1):
-        if all(healthy(x) for x in range(s, s + HEALTHY_HOLD)):
-            return float(max(0.0, s - start))
-    return None
+            if failed:
+                failed_seconds.add(int(t))
+            elif name == "/v1/search":
+                searches[int(t)].append(ms)
+    series = {
+        second: math.inf if second in failed_seconds else percentile(searches[second], 0.95)
+        for second in range(int(start), math.ceil(end))
+    }
+    return recovery_seconds(series, int(start), limit_ms, hold=HEALTHY_HOLD)
 
 
 def ask_outcomes(
@@ -153,7 +157,7 @@ def ask_outcomes(
 
 
 def one_row(conn: psycopg.Connection[tuple[Any, ...]], sql: str) -> tuple[Any, ...]:
-    row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+    row = conn.execute(sql).fetchone()
     if row is None:
         raise RuntimeError(f"no row from {sql}")
     return row
@@ -208,31 +212,23 @@ def wait_for_jobs(database_url: str, timeout: float) -> None:
     raise RuntimeError(f"jobs still open {timeout:.0f} s after the load ended")
 
 
-def wait_for_lease(database_url: str, pid: int, timeout: float) -> int:
-    """Wait until the worker process ``pid`` has just leased a job (so its death leaves
-    one behind); how many such it holds, 0 if none within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            held = conn.execute(
-                "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE %s "
-                "AND started_at > now() - interval '0.5 seconds'",  # so still far from done
-                [f"worker-%-{pid}-%"],
-            ).fetchone()
-            if held and held[0]:
-                return int(held[0])
-            time.sleep(0.05)
-    return 0
-
-
-def jobs_held(database_url: str, pid: int) -> int:
+def jobs_held(conn: psycopg.Connection[tuple[Any, ...]], pid: int) -> int:
     """Running jobs whose lease the worker process ``pid`` holds."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        held = conn.execute(
-            "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE %s",
-            [f"worker-%-{pid}-%"],
-        ).fetchone()
+    held = conn.execute(
+        "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_owner LIKE %s",
+        [f"worker-%-{pid}-%"],
+    ).fetchone()
     return int(held[0]) if held else 0
+
+
+def wait_for_lease(conn: psycopg.Connection[tuple[Any, ...]], pid: int, timeout: float) -> bool:
+    """Whether the worker process ``pid`` came to hold a job within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if jobs_held(conn, pid):
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def jobs_across(database_url: str, instant: float) -> dict[str, Any]:
@@ -309,11 +305,20 @@ def main() -> None:
                 load_start = time.time()
                 time.sleep(WARM_SECONDS)
 
-                def fault(name: str, begin: Callable[[], Any], end: Callable[[], Any]) -> Fault:
+                def fault(
+                    name: str,
+                    begin: Callable[[], Any],
+                    end: Callable[[], Any] = lambda: None,
+                    hold: float | None = None,
+                ) -> Fault:
                     print(f"{name}…", file=sys.stderr, flush=True)
-                    note = begin()  # the fault begins when this returns (a kill may wait)
-                    f = Fault(name, begin=time.time(), notes=[note] if note else [])
-                    time.sleep(args.hold)
+                    began = time.time()
+                    note = begin()
+                    if hold is not None:  # the fault is begin() itself (a restart)
+                        f = Fault(name, begin=began, notes=[note] if note else [])
+                    else:  # the fault begins when begin() returns (a kill may wait)
+                        f = Fault(name, begin=time.time(), notes=[note] if note else [])
+                    time.sleep(args.hold if hold is None else hold)
                     if note := end():
                         f.notes.append(note)
                     f.end = time.time()
@@ -322,19 +327,19 @@ def main() -> None:
                     return f
 
                 def kill_worker() -> str:
-                    """SIGKILL the worker while it holds a job: frozen (SIGSTOP) the moment
-                    it has leased one, killed if the job is still its own, else let go on
-                    (the job ended in between) to try again."""
+                    """SIGKILL the worker while it holds a job: frozen (SIGSTOP) once it
+                    holds one, killed if it still does, else let go on to try again."""
                     victim = children[1]
                     held = 0
-                    for _ in range(20):
-                        if not wait_for_lease(database_url, victim.pid, 60):
-                            break
-                        os.killpg(victim.pid, signal.SIGSTOP)
-                        held = jobs_held(database_url, victim.pid)
-                        if held:
-                            break
-                        os.killpg(victim.pid, signal.SIGCONT)
+                    with psycopg.connect(database_url, autocommit=True) as conn:
+                        for _ in range(20):
+                            if not wait_for_lease(conn, victim.pid, 60):
+                                break
+                            os.killpg(victim.pid, signal.SIGSTOP)
+                            held = jobs_held(conn, victim.pid)
+                            if held:
+                                break
+                            os.killpg(victim.pid, signal.SIGCONT)
                     os.killpg(victim.pid, signal.SIGKILL)
                     victim.process.wait(10)
                     return f"SIGKILL to {victim.name} (pid {victim.pid}) holding {held} job(s)"
@@ -359,12 +364,7 @@ def main() -> None:
                     return switch
 
                 fault("worker killed (SIGKILL)", kill_worker, new_worker)
-                restart = Fault("PostgreSQL restarted", begin=time.time())
-                print(f"{restart.name}…", file=sys.stderr, flush=True)
-                restart.notes.append(postgres())
-                restart.end = time.time()
-                faults.append(restart)
-                time.sleep(args.recover)
+                fault("PostgreSQL restarted", postgres, hold=0)
                 fault("Redis stopped, then started", stop_redis, ensure_services)
                 fault("answer model failing (HTTP 500)", llm_mode("fail"), llm_mode("ok"))
                 fault(f"answer model slow ({args.llm_delay:g} s)",

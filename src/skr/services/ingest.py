@@ -197,13 +197,13 @@ class IngestService:
         if fetched.status_code == 304 and existing is not None:
             await self._store.mark_fetched(existing.id, fetched.etag, fetched.last_modified)
             return PageOutcome(PageOutcomeKind.UNCHANGED, existing, 0)
-        page = await self._extract(fetched)
+        page = await self._extract_off_the_loop(fetched)
         if not page.sections and not page.images:
             raise FetchError("the page has no text that SKR could extract")
         source = PageSource(url, fetched.final_url, fetched.etag, fetched.last_modified)
         return FetchedContent(source, page, existing)
 
-    async def _extract(self, fetched: FetchedPage) -> ExtractedPage:
+    async def _extract_off_the_loop(self, fetched: FetchedPage) -> ExtractedPage:
         if self._extraction_processes is None:
             return await anyio.to_thread.run_sync(_extract, fetched)
         try:
