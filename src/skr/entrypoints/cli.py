@@ -102,7 +102,7 @@ def serve(
         "timeout_keep_alive": settings.http_keep_alive_seconds,
     }
     if processes == 1:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, freeze_startup_heap_when_ready=True), **common)  # type: ignore[arg-type]
         return
     if settings.database_url is None:
         _fail("several API processes need SKR_DATABASE_URL; the embedded store is one process")
@@ -291,6 +291,7 @@ def worker() -> None:
     import anyio
 
     from skr.container import build_container
+    from skr.entrypoints.startup_heap import freeze_startup_heap
     from skr.entrypoints.worker_http import serve_worker_http
 
     settings = Settings(run_workers=True)
@@ -300,6 +301,7 @@ def worker() -> None:
 
     async def run() -> None:
         async with build_container(settings) as container:
+            freeze_startup_heap()
             _err.print(f"worker {container.worker.owner} running; Ctrl-C stops it")
             await serve_worker_http(container)  # /livez, /readyz, /metrics when a port is set
 

@@ -16,6 +16,7 @@ from skr.entrypoints.api.dependencies import is_loopback
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
 from skr.entrypoints.api.request_id import RequestIdMiddleware
+from skr.entrypoints.startup_heap import freeze_startup_heap
 from skr.entrypoints.web.routes import STATIC_PATH, static_files, web_router
 from skr.entrypoints.web.signin import install_sign_in_redirect
 from skr.observability.metrics import Metrics
@@ -28,10 +29,14 @@ ContainerFactory = Callable[[Settings], AbstractAsyncContextManager[Container]]
 
 
 def create_app(
-    settings: Settings | None = None, container_factory: ContainerFactory = build_container
+    settings: Settings | None = None,
+    container_factory: ContainerFactory = build_container,
+    *,
+    freeze_startup_heap_when_ready: bool = False,
 ) -> FastAPI:
     """Build the app; nothing is connected or loaded until the lifespan starts.
-    Tests pass a ``container_factory`` that wires fakes instead of adapters."""
+    Tests pass a ``container_factory`` that wires fakes instead of adapters. A served
+    process asks to freeze its startup heap once ready (``startup_heap``)."""
     resolved = settings if settings is not None else Settings()
 
     @asynccontextmanager
@@ -57,6 +62,8 @@ def create_app(
                 )
             if not resolved.allow_private_networks:
                 logger.info("the network guard refuses private and loopback addresses")
+            if freeze_startup_heap_when_ready:
+                freeze_startup_heap()
             logger.info("SKR ready; data in %s", resolved.data_dir)
             yield
             app.state.container = None
@@ -94,5 +101,5 @@ def create_app(
 
 
 def create_app_from_environment() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (settings from the environment)."""
-    return create_app()
+    """Factory for ``uvicorn --factory`` (settings from the environment): a served process."""
+    return create_app(freeze_startup_heap_when_ready=True)
