@@ -121,6 +121,28 @@ def test_a_full_class_is_shed_with_503_while_others_and_health_go_on(client: Tes
     assert client.get("/v1/search", params={"q": "blueprints"}).status_code == 200
 
 
+def test_a_cached_search_is_answered_while_the_search_gate_is_full(client: TestClient) -> None:
+    """Only a search that must run needs a place: a cached one (~0.3 ms) does not queue
+    behind searches that embed and rank."""
+    assert client.get("/v1/search", params={"q": "blueprints"}).status_code == 200  # cached now
+    gate = client.app.state.admission.gates[SEARCH]  # type: ignore[attr-defined]
+    client.portal.call(gate.acquire)  # type: ignore[union-attr]  # the one place is taken
+    try:
+        assert client.get("/v1/search", params={"q": "blueprints"}).status_code == 200
+        assert gate.running == 1
+        for path in ("/v1/search", "/search"):  # the API and the web page alike
+            shed = client.get(path, params={"q": "templates"})
+            assert shed.status_code == 503
+            assert shed.headers["content-type"].startswith("application/problem+json")
+            assert shed.headers["retry-after"] == "1"
+            assert "capacity for search" in shed.json()["detail"]
+        assert 'skr_http_shed_total{gate="search"} 2.0' in client.get("/metrics").text
+    finally:
+        gate.release()
+    assert client.get("/v1/search", params={"q": "templates"}).status_code == 200
+    assert gate.running == 0  # the admitted search gave its place back
+
+
 def adaptive_limit(clock: ManualClock, maximum: int = 10) -> LatencyLimit:
     return LatencyLimit(maximum, tolerance=1.5, slack_seconds=0.01, clock=clock)
 

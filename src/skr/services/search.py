@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Literal
 
 import numpy as np
@@ -22,6 +24,10 @@ MAX_DOCUMENT_DEPTH = 2000
 """The most chunks :meth:`SearchService.search_documents` reads to find its documents."""
 
 SearchMode = Literal["hybrid", "keyword", "vector"]
+
+Admit = Callable[[], AbstractAsyncContextManager[object]]
+"""Admission for the work a cached answer does not need (the entrypoint's gate): enters
+when the search may run, or raises ``OverloadedError``."""
 
 
 def _digest(text: str) -> str:
@@ -71,16 +77,20 @@ class SearchService:
         kind: ChunkKind | None,
         *,
         mode: SearchMode = "hybrid",
+        admit: Admit | None = None,
     ) -> list[Hit]:
         """The best ``k`` chunks: by full-text relevance, by vector similarity, or both
-        fused (``mode``), best first."""
+        fused (``mode``), best first. A cached result is returned at once; only a search
+        that must run goes through ``admit``, so cheap answers never queue behind
+        expensive ones."""
         query = _checked(query, k)
         generation = await self._cache.generation(collection.id)
         key = f"s:{collection.id}:{generation}:{self._ranking}:{mode}:{kind}:{k}:{_digest(query)}"
         cached = await self._cache.get(key)
         if cached is not None:
             return [_hit_from_json(h) for h in json.loads(cached)]
-        hits = await self._hits(await self._ranked(collection.id, query, k, kind, mode))
+        async with admit() if admit is not None else nullcontext():
+            hits = await self._hits(await self._ranked(collection.id, query, k, kind, mode))
         await self._cache.set(key, json.dumps([_hit_to_json(h) for h in hits]).encode(), self._ttl)
         return hits
 

@@ -94,7 +94,8 @@ def create_app(
 
     # outermost last: metrics see every request, shed ones included
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes)
-    app.add_middleware(AdmissionMiddleware, admission=admission, on_shed=count_shed)
+    admission.on_shed = count_shed
+    app.add_middleware(AdmissionMiddleware, admission=admission)
     app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a shed request has an id
     return app

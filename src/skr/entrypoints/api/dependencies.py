@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,6 +18,8 @@ from skr.container import Container
 from skr.domain.access import ApiKey, Scope
 from skr.domain.errors import AuthenticationError, PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
+from skr.entrypoints.api.admission import SEARCH, Admission
+from skr.services.search import Admit
 
 KEY_COOKIE = "skr_key"
 
@@ -92,6 +95,14 @@ async def container_dependency(request: Request) -> Container:
     return get_container(request)
 
 
+async def search_admission(request: Request) -> Admit:
+    """The search gate, entered by the search itself only when its result is not cached
+    (``admission``)."""
+    admission: Admission = request.app.state.admission
+    return partial(admission.admitted, SEARCH)
+
+
 ContainerDep = Annotated[Container, Depends(container_dependency)]
+SearchAdmissionDep = Annotated[Admit, Depends(search_admission)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -13,7 +13,12 @@ from fastapi.responses import StreamingResponse
 
 from skr.domain.errors import OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep, get_caller
+from skr.entrypoints.api.dependencies import (
+    ContainerDep,
+    SearchAdmissionDep,
+    TenantDep,
+    get_caller,
+)
 from skr.entrypoints.api.schemas import (
     COLLECTION_NAME,
     AnswerRead,
@@ -55,6 +60,7 @@ _KINDS: dict[str, ChunkKind | None] = {
 async def search(
     container: ContainerDep,
     tenant: TenantDep,
+    admit: SearchAdmissionDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     collection: Annotated[str, Query(pattern=COLLECTION_NAME)] = DEFAULT_COLLECTION,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
@@ -63,7 +69,7 @@ async def search(
     """The best chunks and images for ``q``, keyword and vector results fused."""
     with _deadline(container.settings.request_timeout_seconds, "search"):
         found = await container.collections.resolve(collection, tenant)
-        hits = await container.search.search(found, q, k, _KINDS[kind])
+        hits = await container.search.search(found, q, k, _KINDS[kind], admit=admit)
     return SearchResults(
         hits=[
             HitRead(

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from skr.container import Container
 from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
-from skr.entrypoints.api.dependencies import ContainerDep
+from skr.entrypoints.api.dependencies import ContainerDep, SearchAdmissionDep
 from skr.entrypoints.api.routes_jobs import job_read
 from skr.entrypoints.api.routes_search import answer_read
 from skr.entrypoints.api.schemas import COLLECTION_NAME
@@ -109,6 +109,7 @@ class WebPages:
         self,
         container: ContainerDep,
         tenant: TenantDep,
+        admit: SearchAdmissionDep,
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
         kind: Literal["text", "image", "all"] = "all",
         collection: CollectionParam = DEFAULT_COLLECTION,
@@ -119,7 +120,9 @@ class WebPages:
         query = q.strip()
         hits: list[Hit] = []
         if query and found is not None:
-            hits = await container.search.search(found, query, SEARCH_RESULTS, _KINDS[kind])
+            hits = await container.search.search(
+                found, query, SEARCH_RESULTS, _KINDS[kind], admit=admit
+            )
         return self.render(
             "search.html",
             status_code=200 if found is not None else 404,
