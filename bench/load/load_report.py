@@ -134,6 +134,37 @@ def window_figures(
     }
 
 
+def read_canary(path: Path) -> list[tuple[float, str, int, float]]:
+    """(sent, kind, status, ms) of each canary search (bench/load/canary.py)."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [
+            (float(r["time"]), r["kind"], int(r["status"]), float(r["ms"]))
+            for r in csv.DictReader(f)
+        ]
+
+
+def canary_figures(
+    rows: list[tuple[float, str, int, float]], start: float = 0.0, end: float = math.inf
+) -> dict[str, Any]:
+    """The canary's searches sent between two instants: answered p50/p95/p99 (all, and of
+    queries asked once, which SKR must embed and rank), shed and failed counts."""
+    inside = [r for r in rows if start <= r[0] < end]
+    answered = [r[3] for r in inside if r[2] == 200]
+    once = [r[3] for r in inside if r[2] == 200 and r[1] == "once"]
+    return {
+        "requests": len(inside),
+        "shed": sum(1 for r in inside if r[2] == 503),
+        "failures": sum(1 for r in inside if r[2] not in (200, 503)),
+        "p50": round(percentile(answered, 0.5), 1),
+        "p95": round(percentile(answered, 0.95), 1),
+        "p99": round(percentile(answered, 0.99), 1),
+        "max": round(max(answered, default=0.0), 1),
+        "once_p99": round(percentile(once, 0.99), 1),
+    }
+
+
 def per_second_p95(log: list[tuple[float, str, str, float, bool]], name: str) -> dict[int, float]:
     buckets: dict[int, list[float]] = defaultdict(list)
     for t, _, n, ms, failed in log:
@@ -172,6 +203,7 @@ def spike_analysis(
     baseline_p95: float,
     before: float,
     spike_seconds: float,
+    canary: list[tuple[float, str, int, float]] | None = None,
 ) -> dict[str, Any]:
     """Windows before, during and after the spike, and the recovery time against two
     references: the pre-spike load's p95 and the single-user baseline's p95 (each × 2).
@@ -208,6 +240,11 @@ def spike_analysis(
         "post": post,
         "recovery": recovery,
         "per_second_search_p95": {str(s - end_second): v for s, v in sorted(from_log.items())},
+        "canary": {
+            "pre": canary_figures(canary or [], first + 15, start),
+            "spike": canary_figures(canary or [], start, end),
+            "post": canary_figures(canary or [], end, last + 1),
+        },
     }
 
 
@@ -293,6 +330,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [
             f"- `{f['name']}`: {f['count']} × {f['error']}" for f in load["failure_reasons"][:8]
         ]
+    lines += canary_lines(base, load, result.get("spike_analysis"))
     if result.get("spike_analysis"):
         lines += spike_lines(result["spike_analysis"])
     lines += review_table(result)
@@ -305,6 +343,39 @@ _CPU_LABELS = {
     "locust": "of Locust",
     "machine": "of the whole machine",
 }
+
+
+def canary_lines(
+    base: dict[str, Any], load: dict[str, Any], spike: dict[str, Any] | None
+) -> list[str]:
+    """One user's searches, measured outside Locust (bench/load/canary.py)."""
+    if not base.get("canary", {}).get("requests"):
+        return []
+    reference = base["canary"]["p99"]
+    rows = [("baseline (1 Locust user)", base["canary"])]
+    if spike:
+        rows += [(f"{label} the spike", spike["canary"][key])
+                 for label, key in [("before", "pre"), ("during", "spike"), ("after", "post")]]  # fmt: skip
+    else:
+        rows.append(("load", load["canary"]))
+    lines = [
+        "",
+        "## The canary: one user's searches, measured outside Locust (milliseconds)",
+        "",
+        "One client on one kept-alive connection, in its own process, searching every 0.1 s "
+        "(popular queries, every fifth one asked once), while Locust runs its users.",
+        "",
+        "| window | searches | p50 | p95 | p99 | max | p99 of queries asked once | shed | "
+        "failures | p99 / baseline p99 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, c in rows:
+        lines.append(
+            f"| {label} | {c['requests']:,} | {_ms(c['p50'])} | {_ms(c['p95'])} "
+            f"| {_ms(c['p99'])} | {_ms(c['max'])} | {_ms(c['once_p99'])} | {c['shed']} "
+            f"| {c['failures']} | {_ratio(c['p99'], reference)} |"
+        )
+    return lines
 
 
 def spike_lines(s: dict[str, Any]) -> list[str]:

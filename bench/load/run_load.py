@@ -34,7 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.servers import SHARED_SITE, free_port, static_site
 
-from bench.load.load_report import phase_figures, render_markdown, spike_analysis
+from bench.load.load_report import (
+    canary_figures,
+    phase_figures,
+    read_canary,
+    render_markdown,
+    spike_analysis,
+)
 from bench.load.processes import Child, CpuSampler, wait_ready
 from bench.load.profile_summary import markdown as profile_markdown
 from bench.load.profile_summary import summarise
@@ -173,6 +179,10 @@ def run_phase(
         limit = run_time + users / args.spawn_rate + 300
     load_start = os.getloadavg()[0]
     started = time.monotonic()
+    canary_log = work / f"{name}_canary.csv"
+    canary = Child(f"canary {name}", [sys.executable, str(HERE / "canary.py"), "--url", args.url,
+                   "--out", str(canary_log), "--seconds", str(limit)], dict(os.environ),
+                   work / f"{name}.canary.log")  # fmt: skip
     locust = Child(f"locust {name}", [str(BIN / "locust"), "-f", files, *argv], dict(os.environ),
                    work / f"{name}.locust.log")  # fmt: skip
     roots = {"skr": lambda: [c.pid for c in skr], "locust": lambda: [locust.pid]}
@@ -184,9 +194,12 @@ def run_phase(
             locust.wait(limit)
     finally:
         locust.stop()
+        canary.stop()
         if profile is not None:
             profile.stop()
     figures = phase_figures(prefix)
+    canary_rows = read_canary(canary_log)
+    figures["canary"] = canary_figures(canary_rows)
     profiled = work / f"{name}.profile.txt"
     if profiled.exists() and profiled.stat().st_size:
         figures["profile"] = summarise(profiled)
@@ -207,7 +220,7 @@ def run_phase(
         search_p95 = baseline["endpoints"].get("/v1/search", {}).get("p95", 0.0)
         log = Path(f"{prefix}_requests.csv")
         figures["spike"] = spike_analysis(
-            prefix, log, users, search_p95, args.spike_before, SPIKE_SECONDS
+            prefix, log, users, search_p95, args.spike_before, SPIKE_SECONDS, canary_rows
         )
     return figures
 

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     admission_read_queue: int = Field(default=64, ge=0, le=100_000)
     admission_stream_concurrency: int = Field(default=256, ge=1, le=100_000)
     admission_wait_seconds: float = Field(default=0.5, ge=0)
+    admission_max_in_flight: int = Field(default=64, ge=1, le=1_000_000)
     # search, ask and read: run fewer at once while admitted requests take longer than
     # tolerance × their unloaded 90th percentile + slack, and then wait no longer than that
     admission_adaptive: bool = True

@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from skr.entrypoints.api.admission import (
     ASK,
@@ -19,7 +22,9 @@ from skr.entrypoints.api.admission import (
     SEARCH,
     STREAM,
     WRITE,
+    Admission,
     AdmissionGate,
+    AdmissionMiddleware,
     GateLimits,
     LatencyLimit,
     ShedError,
@@ -278,3 +283,53 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_place_gives_the_place_back()
     assert (gate.running, gate.waiting) == (0, 0)
     await gate.acquire()  # the place is free again
     assert gate.running == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_past_its_in_flight_cap_a_process_sheds_every_class_but_streams() -> None:
+    """Requests held at once across all classes are capped: a burst beyond it is shed at
+    once, whatever its class; an event stream is not counted; a finished request frees
+    its place."""
+    release = anyio.Event()
+    entered = anyio.Event()
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        entered.set()
+        await release.wait()
+        await PlainTextResponse("done")(scope, receive, send)
+
+    admission = Admission.from_settings(
+        Settings(admission_max_in_flight=1, admission_adaptive=False)
+    )
+    shed: list[str] = []
+    admission.on_shed = shed.append
+    app = AdmissionMiddleware(slow_app, admission)
+    transport = httpx.ASGITransport(app=app)
+    with anyio.fail_after(10):  # without the cap, the refused requests would wait here
+        async with httpx.AsyncClient(transport=transport, base_url="http://skr") as client:
+            async with anyio.create_task_group() as tasks:
+                held: list[httpx.Response] = []
+
+                async def hold() -> None:
+                    held.append(await client.get("/v1/jobs"))
+
+                tasks.start_soon(hold)
+                await entered.wait()
+                assert admission.in_flight == 1
+                for method, path in [
+                    ("GET", "/v1/search?q=x"),
+                    ("POST", "/v1/ask"),
+                    ("GET", "/v1/jobs"),
+                ]:
+                    refused = await client.request(method, path)
+                    assert refused.status_code == 503
+                    assert refused.headers["retry-after"] == "1"
+                entered = anyio.Event()
+                tasks.start_soon(client.get, "/v1/jobs/abc/events")  # a stream: not counted
+                await entered.wait()
+                release.set()
+            assert [r.status_code for r in held] == [200]
+    assert shed == [SEARCH, ASK, READ]
+    assert admission.in_flight == 0
+    assert admission.gates[SEARCH].shed_in_last(60) == 1  # /readyz sees these sheds too

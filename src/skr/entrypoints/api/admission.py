@@ -176,7 +176,7 @@ class AdmissionGate:
             self._running += 1
             return
         if len(self._waiters) >= self._limits.queue:
-            raise self._shed()
+            raise self.refuse()
         handed = anyio.Event()
         self._waiters.append(handed)
         try:
@@ -191,7 +191,7 @@ class AdmissionGate:
         if handed.is_set():
             return
         self._waiters.remove(handed)
-        raise self._shed()
+        raise self.refuse()
 
     def _wait_seconds(self) -> float:
         """While the adaptive limit is down (overload), no longer than the latency bound."""
@@ -211,7 +211,8 @@ class AdmissionGate:
             self._running += 1
             self._waiters.popleft().set()
 
-    def _shed(self) -> ShedError:
+    def refuse(self) -> ShedError:
+        """A request of this class shed (here, or by the process's in-flight cap)."""
         self._sheds.append(self._clock())
         # come back when the queue ahead would have drained, at least a second from now
         retry = max(1, math.ceil(self._limits.wait_seconds * 2))
@@ -222,11 +223,25 @@ class Admission:
     """The gates of one API process, and whether it is shedding hard."""
 
     def __init__(self, gates: dict[str, AdmissionGate], *, hard_sheds: int,
-                 hard_window_seconds: float) -> None:  # fmt: skip
+                 hard_window_seconds: float, max_in_flight: int = 1_000_000) -> None:  # fmt: skip
         self.gates = gates
         self._hard_sheds = hard_sheds
         self._window = hard_window_seconds
+        self._max_in_flight = max_in_flight
+        self.in_flight = 0
         self.on_shed: Callable[[str], None] | None = None  # counts a shed request
+
+    def enter(self) -> bool:
+        """One more request in hand (running, or waiting at a gate), unless the process
+        already holds ``max_in_flight``: a burst of new requests, each cheap but all at
+        once (a spike's first second), would otherwise queue on the one event loop."""
+        if self.in_flight >= self._max_in_flight:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
     def shed(self, name: str) -> None:
         if self.on_shed is not None:
@@ -275,6 +290,7 @@ class Admission:
             {name: AdmissionGate(name, limit) for name, limit in limits.items()},
             hard_sheds=settings.admission_unready_sheds,
             hard_window_seconds=settings.admission_unready_window_seconds,
+            max_in_flight=settings.admission_max_in_flight,
         )
 
     def shedding_hard(self) -> list[str]:
@@ -327,24 +343,36 @@ class AdmissionMiddleware:
         name = gate_of(
             scope.get("method", "GET"), scope.get("path", ""), scope.get("query_string", b"")
         )
-        if name is None or name in GATED_BY_HANDLER:
+        if name is None:
             await self._app(scope, receive, send)
             return
-        gate = self._admission.gates[name]
-        try:
-            await gate.acquire()
-        except ShedError as shed:
-            self._admission.shed(name)
-            refusal = problem(
-                503,
-                _shed_detail(shed),
-                headers={"Retry-After": str(shed.retry_after_seconds)},
-            )
-            await refusal(scope, receive, send)
+        counted = name != STREAM  # an event stream stays open for minutes: its own gate
+        if counted and not self._admission.enter():
+            await self._refuse(self._admission.gates[name].refuse(), scope, receive, send)
             return
-        alone = gate.running == 1
-        began = time.monotonic()
         try:
-            await self._app(scope, receive, send)
+            if name in GATED_BY_HANDLER:
+                await self._app(scope, receive, send)
+                return
+            gate = self._admission.gates[name]
+            try:
+                await gate.acquire()
+            except ShedError as shed:
+                await self._refuse(shed, scope, receive, send)
+                return
+            alone = gate.running == 1
+            began = time.monotonic()
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                gate.release(time.monotonic() - began, alone=alone)
         finally:
-            gate.release(time.monotonic() - began, alone=alone)
+            if counted:
+                self._admission.leave()
+
+    async def _refuse(self, shed: ShedError, scope: Scope, receive: Receive, send: Send) -> None:
+        self._admission.shed(shed.gate)
+        refusal = problem(
+            503, _shed_detail(shed), headers={"Retry-After": str(shed.retry_after_seconds)}
+        )
+        await refusal(scope, receive, send)
