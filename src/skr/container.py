@@ -83,6 +83,8 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             parallel_batches=settings.embed_parallel_batches,
             batch_size=settings.embed_batch_size,
             max_batch_tokens=settings.embed_max_batch_tokens,
+            # only where queries and ingest batches share the model: embedded `skr serve`
+            query_session=settings.embed_query_session and settings.run_workers,
         )
         await anyio.to_thread.run_sync(model.load)
         stack.callback(model.close)

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     embed_max_batch_tokens: int = Field(default=256, ge=256, le=65536)
     embed_threads: int = Field(default=1, ge=1, le=64)
     embed_parallel_batches: int = Field(default=2, ge=1, le=64)
+    embed_query_session: bool = True
 
     # jobs
     run_workers: bool = True

@@ -3,9 +3,11 @@ agreement with ONNX is measured by bench/bench_embedder.py, where torch is insta
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from skr.adapters.onnx_embedder import (
     bundled_tokenizer_path,
     pad_batch,
 )
+from skr.adapters.priority_worker import BULK
 from skr.domain.errors import DependencyError
 from skr.ports.embedder import Embedder
 from tests.fakes.fake_embedder import FakeEmbedder
@@ -228,3 +231,29 @@ async def test_batches_side_by_side_give_the_vectors_of_one_at_a_time(
 def test_parallel_batches_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="parallel_batches"):
         OnnxMiniLMEmbedder(parallel_batches=0)
+
+
+@pytest.mark.parametrize("query_session", [True, False])
+async def test_with_a_query_session_a_query_waits_for_no_batch(query_session: bool) -> None:
+    """Every batch thread busy (held here): a query is still embedded on its own session;
+    without one, it waits for a batch thread."""
+    embedder = OnnxMiniLMEmbedder(parallel_batches=1, query_session=query_session)
+    embedder.load()
+    hold = threading.Event()
+    assert embedder._worker is not None
+    busy = embedder._worker.submit(BULK, hold.wait)  # the one batch thread, taken
+    try:
+        with anyio.move_on_after(2) as waited:
+            (vector,) = await embedder.embed(["how do I register a blueprint"])
+        assert waited.cancelled_caught is not query_session
+        if query_session:
+            reference = OnnxMiniLMEmbedder.loaded(parallel_batches=1)
+            try:
+                (alone,) = await reference.embed(["how do I register a blueprint"])
+            finally:
+                reference.close()
+            assert float(vector @ alone) > 0.999  # the same model, the same vector
+    finally:
+        hold.set()
+        busy.result()
+        embedder.close()

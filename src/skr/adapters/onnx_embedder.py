@@ -192,6 +192,7 @@ class OnnxMiniLMEmbedder:
         parallel_batches: int = 2,
         batch_size: int = 32,
         max_batch_tokens: int = 256,
+        query_session: bool = False,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
     ) -> None:
@@ -203,12 +204,14 @@ class OnnxMiniLMEmbedder:
         self._parallel_batches = parallel_batches
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
+        self._query_session = query_session
         self._run_options: Any = None
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
         self._tokenizer: MiniLMTokenizer | None = None
         self._sessions: queue.SimpleQueue[Any] = queue.SimpleQueue()  # one per worker thread
         self._worker: PriorityWorker | None = None
+        self._query_worker: PriorityWorker | None = None  # queries only: never behind a batch
         self._bulk_calls = 0  # bulk embed calls started and not finished
         self._feeds_token_types = False
         self._output_name = "last_hidden_state"
@@ -249,9 +252,8 @@ class OnnxMiniLMEmbedder:
         self._tokenizer = tokenizer
         self._run_options = _run_options()
         model_path = self._model_path or bundled_onnx_path()
-        sessions = [session] + [
-            _open_session(model_path, self._threads) for _ in range(self._parallel_batches - 1)
-        ]
+        extra = self._parallel_batches - 1 + (1 if self._query_session else 0)
+        sessions = [session] + [_open_session(model_path, self._threads) for _ in range(extra)]
         for each in sessions:
             self._sessions.put(each)
         for _ in sessions:  # every session warmed up, and checked
@@ -259,12 +261,15 @@ class OnnxMiniLMEmbedder:
             if warm.shape != (1, DIMENSIONS):
                 raise DependencyError(f"the embedding model gives shape {warm.shape[1:]}, not 384")
         self._worker = PriorityWorker("skr-embed", self._parallel_batches)
+        if self._query_session:
+            self._query_worker = PriorityWorker("skr-embed-query", 1)
 
     def close(self) -> None:
         """Stop the worker threads (after the batches in flight) and drop the model."""
-        if self._worker is not None:
-            self._worker.shutdown()
-        self._worker = None
+        for worker in (self._worker, self._query_worker):
+            if worker is not None:
+                worker.shutdown()
+        self._worker = self._query_worker = None
         self._sessions = queue.SimpleQueue()
 
     @property
@@ -299,6 +304,12 @@ class OnnxMiniLMEmbedder:
         async def run(fn: Callable[[], T]) -> T:
             return await asyncio.wrap_future(worker.submit(priority, fn))
 
+        if priority == INTERACTIVE and self._query_worker is not None:
+            # a thread and a session of its own, and one hand-off: a query waits for no batch
+            query = self._query_worker.submit(
+                INTERACTIVE, functools.partial(self._embed_now, texts)
+            )
+            return await asyncio.wrap_future(query)
         if priority == BULK:
             self._bulk_calls += 1
         try:
@@ -352,6 +363,15 @@ class OnnxMiniLMEmbedder:
         if self._worker is None:
             raise RuntimeError("the embedder is not loaded, or was closed")
         return self._worker
+
+    def _embed_now(self, texts: Sequence[str]) -> Vector:
+        """Tokenise and embed a few texts on this thread (a query someone waits for)."""
+        encoded = self.tokenizer.encode_for_model(texts)
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+        vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
+        for rows in self._batches(order, [len(e) for e in encoded]):
+            vectors[rows] = self._embed_batch([encoded[r] for r in rows])
+        return vectors
 
     def _embed_batch(self, batch: Sequence[TokenIds]) -> Vector:
         input_ids, attention_mask = pad_batch(batch)

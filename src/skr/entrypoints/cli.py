@@ -294,7 +294,7 @@ def worker() -> None:
     from skr.entrypoints.startup_heap import freeze_startup_heap
     from skr.entrypoints.worker_http import serve_worker_http
 
-    settings = Settings(run_workers=True)
+    settings = Settings(run_workers=True, embed_query_session=False)  # it answers no query
     _configure_logging(settings)
     if settings.database_url is None:
         _fail("`skr worker` needs SKR_DATABASE_URL; embedded, `skr serve` runs the workers")
