@@ -239,9 +239,15 @@ async def test_with_a_query_session_a_query_waits_for_no_batch(query_session: bo
     without one, it waits for a batch thread."""
     embedder = OnnxMiniLMEmbedder(parallel_batches=1, query_session=query_session)
     embedder.load()
-    hold = threading.Event()
+    started, hold = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        started.set()
+        hold.wait()
+
     assert embedder._worker is not None
-    busy = embedder._worker.submit(BULK, hold.wait)  # the one batch thread, taken
+    busy = embedder._worker.submit(BULK, occupy)
+    assert started.wait(10)  # the one batch thread is taken
     try:
         with anyio.move_on_after(2) as waited:
             (vector,) = await embedder.embed(["how do I register a blueprint"])

@@ -304,11 +304,10 @@ class OnnxMiniLMEmbedder:
         async def run(fn: Callable[[], T]) -> T:
             return await asyncio.wrap_future(worker.submit(priority, fn))
 
-        if priority == INTERACTIVE and self._query_worker is not None:
-            # a thread and a session of its own, and one hand-off: a query waits for no batch
-            query = self._query_worker.submit(
-                INTERACTIVE, functools.partial(self._embed_now, texts)
-            )
+        if priority == INTERACTIVE:
+            # one hand-off; on the query session's own thread, if any, it waits for no batch
+            query_worker = self._query_worker or worker
+            query = query_worker.submit(INTERACTIVE, functools.partial(self._embed_now, texts))
             return await asyncio.wrap_future(query)
         if priority == BULK:
             self._bulk_calls += 1
