@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import sys
 import tempfile
@@ -31,6 +32,19 @@ def crawl(server: SkrServer, base: str, max_pages: int) -> tuple[dict[str, objec
         job = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
         if job["status"] in {"succeeded", "failed", "cancelled"}:
             return job, time.perf_counter() - started  # type: ignore[no-any-return]
+
+
+def job_times(job: dict[str, object]) -> dict[str, float]:
+    """Seconds from queued to started (a worker's pickup) and started to finished, from
+    the job's own timestamps: the wall times above include the 0.5 s polling steps."""
+    at = {
+        k: dt.datetime.fromisoformat(str(job[k]))
+        for k in ("created_at", "started_at", "finished_at")
+    }
+    return {
+        "queued_to_started_s": (at["started_at"] - at["created_at"]).total_seconds(),
+        "started_to_finished_s": (at["finished_at"] - at["started_at"]).total_seconds(),
+    }
 
 
 def stored_chunks(server: SkrServer) -> tuple[int, int]:
@@ -72,6 +86,7 @@ def main() -> None:
         finally:
             server.stop()
     c1, c2 = first["counters"], again["counters"]  # type: ignore[index]
+    first_job = job_times(first)
     crawl_rate = c1["chunks_embedded"] / first_s  # type: ignore[index]
     results = {
         "embedder_chunks": n_chunks,
@@ -87,6 +102,7 @@ def main() -> None:
         "recrawl_counters": c2,
         "recrawl_seconds": again_s,
         "recrawl_vs_crawl": again_s / first_s,
+        "crawl_job": first_job,
     }
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"embedder alone : {n_chunks} chunks in {embed_s:.1f} s = {embedder_rate:.1f} chunks/s")
@@ -95,6 +111,10 @@ def main() -> None:
         f"embedded in {first_s:.1f} s = {documents / first_s:.2f} pages/s, {crawl_rate:.1f} chunks/s"
     )
     print(f"  counters     : {c1}")
+    print(
+        f"  job          : queued → started {first_job['queued_to_started_s']:.3f} s, "
+        f"started → finished {first_job['started_to_finished_s']:.1f} s (the server's clock)"
+    )
     print(f"crawl / embedder throughput: {crawl_rate / embedder_rate:.2f}")
     print(
         f"re-crawl, nothing changed: {again_s:.1f} s = {again_s / first_s:.3f} of the first crawl"

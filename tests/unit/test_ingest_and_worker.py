@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.domain.errors import DependencyError, FetchError, InvalidInputError
 from skr.domain.models import JobKind, JobStatus
+from skr.ports.job_events import QUEUE_SIGNAL
 from skr.services.ingest import IngestService, PageOutcomeKind, TextDocument
 from skr.services.jobs import JobWorker, WorkerOptions
 from tests.fakes.fake_embedder import FakeEmbedder
@@ -258,3 +260,26 @@ async def test_a_text_without_words_stores_nothing() -> None:
     with pytest.raises(InvalidInputError, match="no text"):
         await service.ingest_texts(documents, collection_id=collection.id)
     assert store.documents == {} and embedder.batches == []
+
+
+async def test_an_idle_worker_takes_a_job_when_told_one_was_queued_not_at_its_next_poll() -> None:
+    service, store, _, _ = build({URL: PAGE})
+    collection = await store.ensure_collection("default", "t")
+    queue, events = InMemoryJobQueue(), MemoryJobEvents()
+    idle = JobWorker(
+        queue=queue,
+        ingest=service,
+        options=WorkerOptions(concurrency=2, lease_seconds=5, poll_seconds=60),
+        events=events,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(idle.run)
+        await anyio.sleep(0.1)  # both loops have looked, found nothing, and wait
+        quiet = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+        await anyio.sleep(0.3)
+        assert (await queue.get(quiet.id)).status is JobStatus.QUEUED  # no signal: it waits
+        await events.publish(QUEUE_SIGNAL)
+        with anyio.fail_after(5):  # not the 60 s poll
+            while (await queue.get(quiet.id)).status is not JobStatus.SUCCEEDED:
+                await anyio.sleep(0.02)
+        group.cancel_scope.cancel()

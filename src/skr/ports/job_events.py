@@ -5,6 +5,11 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+QUEUE_SIGNAL = "queue"
+"""A reserved id, never a job's: published when a job was queued, so idle workers, who
+listen to it between looks at the queue, take the job at once rather than at their
+next poll."""
+
 
 class JobListener(Protocol):
     async def wait(self, timeout_seconds: float) -> bool:

@@ -8,6 +8,7 @@ import random
 import socket
 import uuid
 from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,12 +17,20 @@ import anyio
 from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRError
 from skr.domain.models import Job, JobError, JobKind, JobStatus
 from skr.observability.logs import bound_request_id
-from skr.ports.job_events import JobEvents
+from skr.ports.job_events import QUEUE_SIGNAL, JobEvents, JobListener
 from skr.ports.job_queue import JobQueue
 from skr.services.crawl import CrawlService
 from skr.services.ingest import IngestService, PageOutcome, PageOutcomeKind
 
 logger = logging.getLogger(__name__)
+
+
+class _Sleeper:
+    """A listener that hears nothing: without events, a worker polls."""
+
+    async def wait(self, timeout_seconds: float) -> bool:
+        await anyio.sleep(timeout_seconds)
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +71,27 @@ class JobWorker:
                 group.start_soon(self._loop)
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                job = await self._queue.lease(self.owner, self._options.lease_seconds)
-            except SKRError as exc:
-                logger.warning("could not lease a job: %s", exc.detail)
-                job = None
-            if job is None:
-                await anyio.sleep(self._options.poll_seconds)
-                continue
-            try:
-                await self.run_job(job)
-            except SKRError as exc:
-                # the queue itself failed; the lease expires and the job is taken again
-                logger.warning("job %s left to its lease: %s", job.id, exc.detail)
+        # listening from the start, so a job queued while this loop looks is not missed
+        async with self._queued_signal() as queued:
+            while True:
+                try:
+                    job = await self._queue.lease(self.owner, self._options.lease_seconds)
+                except SKRError as exc:
+                    logger.warning("could not lease a job: %s", exc.detail)
+                    job = None
+                if job is None:
+                    await queued.wait(self._options.poll_seconds)  # a signal, or the poll
+                    continue
+                try:
+                    await self.run_job(job)
+                except SKRError as exc:
+                    # the queue itself failed; the lease expires and the job is taken again
+                    logger.warning("job %s left to its lease: %s", job.id, exc.detail)
+
+    def _queued_signal(self) -> AbstractAsyncContextManager[JobListener]:
+        if self._events is None:
+            return nullcontext(_Sleeper())
+        return self._events.listen(QUEUE_SIGNAL)
 
     async def run_job(self, job: Job) -> None:
         """Run one leased job to its end, heartbeating its lease; pause or cancel stops it.

@@ -25,6 +25,7 @@ from skr.entrypoints.api.schemas import (
     problem_responses,
 )
 from skr.observability.logs import current_request_id
+from skr.ports.job_events import QUEUE_SIGNAL
 from skr.services.jobs import job_rate, watch_job
 from skr.services.url_normalization import normalize_url, same_site
 
@@ -106,6 +107,7 @@ async def ingest(
     collection = await container.collections.resolve(body.collection, tenant)
     options["request_id"] = current_request_id()  # the job's log lines carry it
     job = await container.job_queue.enqueue(kind, collection.id, url, options)
+    await container.job_events.publish(QUEUE_SIGNAL)  # an idle worker takes it at once
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return IngestAccepted(job_id=job.id, status=job.status.value, url=url)
 
@@ -188,4 +190,6 @@ async def control_job(
     await _tenants_job(container, job_id, tenant)
     job = await container.job_queue.control(job_id, action)
     await container.job_events.publish(job.id)
+    if action == "resume":
+        await container.job_events.publish(QUEUE_SIGNAL)
     return job_read(job)
