@@ -241,9 +241,12 @@ def spike_analysis(
         "recovery": recovery,
         "per_second_search_p95": {str(s - end_second): v for s, v in sorted(from_log.items())},
         "canary": {
-            "pre": canary_figures(canary or [], first + 15, start),
-            "spike": canary_figures(canary or [], start, end),
-            "post": canary_figures(canary or [], end, last + 1),
+            label: canary_figures(canary or [], since, until)
+            for label, since, until in [
+                ("pre", first + 15, start),
+                ("spike", start, end),
+                ("post", end, last + 1),
+            ]
         },
     }
 

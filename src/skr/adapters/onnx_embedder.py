@@ -299,27 +299,24 @@ class OnnxMiniLMEmbedder:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         worker = self._require_worker()
         # a few texts are a query someone waits for; more are an ingest's chunks
-        priority = INTERACTIVE if len(texts) <= _INTERACTIVE_TEXTS else BULK
-
-        async def run(fn: Callable[[], T]) -> T:
-            return await asyncio.wrap_future(worker.submit(priority, fn))
-
-        if priority == INTERACTIVE:
+        if len(texts) <= _INTERACTIVE_TEXTS:
             # one hand-off; on the query session's own thread, if any, it waits for no batch
             query_worker = self._query_worker or worker
             query = query_worker.submit(INTERACTIVE, functools.partial(self._embed_now, texts))
             return await asyncio.wrap_future(query)
-        if priority == BULK:
-            self._bulk_calls += 1
+
+        async def run(fn: Callable[[], T]) -> T:
+            return await asyncio.wrap_future(worker.submit(BULK, fn))
+
+        self._bulk_calls += 1
         try:
             encoded = await run(functools.partial(self.tokenizer.encode_for_model, texts))
-            order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
             vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
             # every batch queued at once, so that the worker threads run them side by side
-            batches = self._batches(order, [len(e) for e in encoded])
+            batches = self._batches_by_length(encoded)
             futures = [
                 worker.submit(
-                    priority, functools.partial(self._embed_batch, [encoded[r] for r in rows])
+                    BULK, functools.partial(self._embed_batch, [encoded[r] for r in rows])
                 )
                 for rows in batches
             ]
@@ -331,13 +328,17 @@ class OnnxMiniLMEmbedder:
                 for future in futures:  # after an error or a cancel: drop what has not run
                     future.cancel()
         finally:
-            if priority == BULK:
-                self._bulk_calls -= 1
+            self._bulk_calls -= 1
         # the heap goes back to the OS once no bulk work is waiting (a crawl embeds page
         # after page: trimming between them would only make the next one fault it back in)
-        if priority == BULK and self._bulk_calls == 0:
+        if self._bulk_calls == 0:
             await run(_release_free_heap)
         return vectors
+
+    def _batches_by_length(self, encoded: Sequence[TokenIds]) -> list[list[int]]:
+        """Rows of ``encoded`` in batches of texts of similar length (``_batches``)."""
+        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+        return self._batches(order, [len(e) for e in encoded])
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """Cut the length-sorted rows into batches of at most ``batch_size`` texts and at
@@ -366,9 +367,8 @@ class OnnxMiniLMEmbedder:
     def _embed_now(self, texts: Sequence[str]) -> Vector:
         """Tokenise and embed a few texts on this thread (a query someone waits for)."""
         encoded = self.tokenizer.encode_for_model(texts)
-        order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
         vectors = np.empty((len(encoded), DIMENSIONS), dtype=np.float32)
-        for rows in self._batches(order, [len(e) for e in encoded]):
+        for rows in self._batches_by_length(encoded):
             vectors[rows] = self._embed_batch([encoded[r] for r in rows])
         return vectors
 

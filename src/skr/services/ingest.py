@@ -169,7 +169,7 @@ class IngestService:
         self._max_tokens = max_tokens
         self._image_reader = image_reader
         self._image_options = image_options or ImageOptions()
-        self._extraction_processes = (
+        self._extraction_limiter = (
             anyio.CapacityLimiter(extraction_processes) if extraction_processes else None
         )
         # what each image URL held when last read: the same logo on every page of a site
@@ -204,11 +204,11 @@ class IngestService:
         return FetchedContent(source, page, existing)
 
     async def _extract_off_the_loop(self, fetched: FetchedPage) -> ExtractedPage:
-        if self._extraction_processes is None:
+        if self._extraction_limiter is None:
             return await anyio.to_thread.run_sync(_extract, fetched)
         try:
             return await anyio.to_process.run_sync(
-                _extract, fetched, cancellable=True, limiter=self._extraction_processes
+                _extract, fetched, cancellable=True, limiter=self._extraction_limiter
             )
         except BrokenWorkerProcess as exc:
             raise FetchError("extracting the page crashed the process that read it") from exc

@@ -193,6 +193,18 @@ class AdmissionGate:
         self._waiters.remove(handed)
         raise self.refuse()
 
+    @asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        """A place for the work inside (``ShedError`` before it, if none), the work timed
+        for the adaptive limit."""
+        await self.acquire()
+        alone = self._running == 1
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.release(time.monotonic() - began, alone=alone)
+
     def _wait_seconds(self) -> float:
         """While the adaptive limit is down (overload), no longer than the latency bound."""
         adaptive = self.adaptive
@@ -251,18 +263,12 @@ class Admission:
     async def admitted(self, name: str) -> AsyncIterator[None]:
         """A place at gate ``name`` for the work inside, measured for its adaptive limit;
         shed: ``OverloadedError`` (503 + ``Retry-After``, as from the middleware)."""
-        gate = self.gates[name]
         try:
-            await gate.acquire()
+            async with self.gates[name].place():
+                yield
         except ShedError as shed:
             self.shed(name)
             raise OverloadedError(_shed_detail(shed), shed.retry_after_seconds) from None
-        alone = gate.running == 1
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            gate.release(time.monotonic() - began, alone=alone)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
@@ -354,18 +360,11 @@ class AdmissionMiddleware:
             if name in GATED_BY_HANDLER:
                 await self._app(scope, receive, send)
                 return
-            gate = self._admission.gates[name]
             try:
-                await gate.acquire()
-            except ShedError as shed:
+                async with self._admission.gates[name].place():
+                    await self._app(scope, receive, send)
+            except ShedError as shed:  # only ever from the place, before the app ran
                 await self._refuse(shed, scope, receive, send)
-                return
-            alone = gate.running == 1
-            began = time.monotonic()
-            try:
-                await self._app(scope, receive, send)
-            finally:
-                gate.release(time.monotonic() - began, alone=alone)
         finally:
             if counted:
                 self._admission.leave()
