@@ -16,6 +16,7 @@ from skr.adapters.redis_job_events import RedisJobEvents
 from skr.ports.job_events import JobEvents
 from tests.contract.test_cache_contract import REDIS_URL
 from tests.contract.test_resilient_cache import closed_loopback_port
+from tests.e2e.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -134,3 +135,25 @@ async def test_redis_listeners_over_the_limit_fall_back_to_their_timeout() -> No
         async with events.listen("job-1") as again:  # the slot was given back
             await events.publish("job-1")
             assert await again.wait(WAIT) is True
+
+
+async def test_a_redis_listener_cut_off_by_an_outage_is_woken_again_once_redis_is_back() -> None:
+    """A worker's loop listens for the whole life of the process: an outage must not
+    leave it deaf (polling) for the rest of it."""
+    namespace = f"skr-test:{uuid.uuid4().hex[:12]}:"
+    port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    with TcpProxy(port) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        async with (
+            RedisJobEvents(url, namespace=namespace, retry_after_seconds=0.0) as events,
+            RedisJobEvents(REDIS_URL, namespace=namespace) as publisher,
+            events.listen("job-1") as listener,
+        ):
+            await publisher.publish("job-1")
+            assert await listener.wait(WAIT) is True
+            proxy.cut()  # the outage: the subscription's connection is closed
+            assert await listener.wait(0.3) is False
+            proxy.restore()
+            assert await listener.wait(0.3) is False  # subscribed again, nothing sent yet
+            await publisher.publish("job-1")
+            assert await listener.wait(WAIT) is True

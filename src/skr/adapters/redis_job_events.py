@@ -24,23 +24,24 @@ logger = logging.getLogger(__name__)
 _FAILURES = (RedisError, OSError, TimeoutError)
 
 
-class _TimeoutListener:
-    """A listener without a subscription: it only ever times out (watchers then re-read)."""
+class _Listener:
+    """A listener on its own subscribed connection while Redis serves it. Without one (Redis
+    failing, or the process at its listener limit) it only times out, and it subscribes
+    again at its next wait once Redis is tried again, so one that listens for its whole
+    life (a worker's loop) is woken again after an outage."""
 
-    async def wait(self, timeout_seconds: float) -> bool:
-        await anyio.sleep(max(timeout_seconds, 0.0))
-        return False
-
-
-class _PubSubListener:
-    """A listener on its own subscribed connection; on a failure it turns into a timeout."""
-
-    def __init__(self, pubsub: PubSub, events: RedisJobEvents) -> None:
-        self._pubsub: PubSub | None = pubsub
+    def __init__(self, job_id: str, events: RedisJobEvents) -> None:
+        self._job_id = job_id
         self._events = events
+        self._pubsub: PubSub | None = None
+
+    async def subscribe(self) -> None:
+        if self._pubsub is None:
+            self._pubsub = await self._events.subscribe(self._job_id)
 
     async def wait(self, timeout_seconds: float) -> bool:
         deadline = time.monotonic() + timeout_seconds
+        await self.subscribe()
         while self._pubsub is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -51,12 +52,17 @@ class _PubSubListener:
                 )
             except _FAILURES as exc:
                 self._events.record_failure("listening", exc)
-                self._pubsub = None  # closed by ``listen`` on the way out
+                await self.aclose()
                 break
             if message is not None and message.get("type") == "message":
                 return True
         await anyio.sleep(max(deadline - time.monotonic(), 0.0))
         return False
+
+    async def aclose(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await self._events.unsubscribe(pubsub)
 
 
 class RedisJobEvents:
@@ -65,7 +71,8 @@ class RedisJobEvents:
     Redis is an optimisation here, never a dependency: a failed ``publish`` is logged once
     per outage and swallowed, and for ``retry_after_seconds`` afterwards nothing is sent to
     Redis at all (a dead server costs a job nothing); a listener whose subscription fails
-    only times out, and its watcher falls back to re-reading the job.
+    only times out (its watcher falls back to re-reading the job) until a later wait
+    subscribes again.
 
     Each listener holds one subscribed connection, confirmed before ``listen`` yields, so
     a change published after entering is never missed. At most ``max_listeners`` are
@@ -134,16 +141,12 @@ class RedisJobEvents:
 
     @asynccontextmanager
     async def listen(self, job_id: str) -> AsyncIterator[JobListener]:
-        pubsub = await self._subscribe(job_id)
-        if pubsub is None:
-            yield _TimeoutListener()
-            return
-        self._listeners += 1
+        listener = _Listener(job_id, self)
+        await listener.subscribe()  # confirmed before yielding: no later publish is missed
         try:
-            yield _PubSubListener(pubsub, self)
+            yield listener
         finally:
-            self._listeners -= 1
-            await _close(pubsub)
+            await listener.aclose()
 
     def record_failure(self, doing: str, exc: BaseException) -> None:
         """Record a failed Redis call: skip Redis for a while, and log once per outage."""
@@ -158,7 +161,7 @@ class RedisJobEvents:
                 exc,
             )
 
-    async def _subscribe(self, job_id: str) -> PubSub | None:
+    async def subscribe(self, job_id: str) -> PubSub | None:
         """A connection subscribed to the job's channel, or None when Redis is failing,
         the listener limit is reached or the subscription is not confirmed in time."""
         if self._client is None or self._skipping() or self._listeners >= self._max_listeners:
@@ -179,7 +182,13 @@ class RedisJobEvents:
         if not subscribed:
             return None
         self._recovered()
+        self._listeners += 1
         return pubsub
+
+    async def unsubscribe(self, pubsub: PubSub) -> None:
+        """Close a subscription from :meth:`subscribe` and give its listener slot back."""
+        self._listeners -= 1
+        await _close(pubsub)
 
     def _skipping(self) -> bool:
         return self._failing and time.monotonic() < self._skip_until
