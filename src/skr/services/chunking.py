@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import ChunkDraft, ChunkKind, ExtractedPage
@@ -73,15 +73,24 @@ def split_into_chunks(
 
 @dataclass(frozen=True, slots=True)
 class _Budget:
-    """The token budget of one section's chunks: the whole embedded string must fit."""
+    """The token budget of one section's chunks: the whole embedded string must fit.
+
+    Counts are remembered: a chunk's text is counted when its end is confirmed and again
+    for its draft, and tokenizing is most of what chunking costs (measured on the Flask
+    docs: a third of it was that second count)."""
 
     counter: TokenCounter
     title: str
     heading: str
     max_tokens: int
+    counted: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def count(self, text: str) -> int:
-        return self.counter.count_tokens(chunk_embedding_text(self.title, self.heading, text))
+        tokens = self.counted.get(text)
+        if tokens is None:
+            embedded = chunk_embedding_text(self.title, self.heading, text)
+            tokens = self.counted[text] = self.counter.count_tokens(embedded)
+        return tokens
 
     def fits(self, text: str) -> bool:
         return self.count(text) <= self.max_tokens
