@@ -9,9 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.load.scenario import SHED
+
 ENDPOINTS = ["/v1/search", "/v1/ask", "/v1/documents", "/v1/jobs", "/v1/ingest", "/v1/jobs/{id}"]
-SHED = "shed "
-DEGRADED = "degraded "  # an answer the model did not write (bench/load/locustfile.py)
 
 
 def _num(value: str) -> float:

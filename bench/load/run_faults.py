@@ -53,8 +53,6 @@ from tests.e2e.servers import SHARED_SITE, free_port, static_site
 from tests.fakes.fake_llm_server import FakeLLMServer
 
 from bench.load.load_report import (
-    DEGRADED,
-    SHED,
     percentile,
     read_request_log,
     recovery_seconds,
@@ -71,6 +69,7 @@ from bench.load.run_load import (
     skr_env,
     start_skr,
 )
+from bench.load.scenario import DEGRADED, SHED
 
 WARM_SECONDS = 45  # the ramp, then the steady reference window
 STEADY_FROM = 15  # seconds after Locust starts: the steady window begins
