@@ -85,6 +85,7 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             max_batch_tokens=settings.embed_max_batch_tokens,
             # only where queries and ingest batches share the model: embedded `skr serve`
             query_session=settings.embed_query_session and settings.run_workers,
+            batch_niceness=settings.ingest_niceness,
         )
         await anyio.to_thread.run_sync(model.load)
         stack.callback(model.close)
@@ -139,9 +140,12 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
             cache=cache,
             max_tokens=settings.chunk_max_tokens,
             extraction_processes=settings.extraction_processes,
+            extraction_niceness=settings.ingest_niceness,
             image_reader=(
                 TesseractImageReader(
-                    languages=settings.ocr_languages, timeout_seconds=settings.ocr_timeout_seconds
+                    languages=settings.ocr_languages,
+                    timeout_seconds=settings.ocr_timeout_seconds,
+                    niceness=settings.ingest_niceness,
                 )
                 if settings.ocr_enabled
                 else None

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     embed_threads: int = Field(default=1, ge=1, le=64)
     embed_parallel_batches: int = Field(default=2, ge=1, le=64)
     embed_query_session: bool = True
+    ingest_niceness: int = Field(default=10, ge=0, le=19)
 
     # jobs
     run_workers: bool = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import anyio
 import psutil
@@ -37,11 +38,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def service(pages: dict[str, str], processes: int) -> tuple[IngestService, InMemoryStore]:
+def service(
+    pages: dict[str, str], processes: int, niceness: int = 0
+) -> tuple[IngestService, InMemoryStore]:
     store = InMemoryStore()
     ingest = IngestService(
         fetcher=DictFetcher(pages), store=store, embedder=FakeEmbedder(), cache=MemoryCache(10),
-        max_tokens=64, extraction_processes=processes,
+        max_tokens=64, extraction_processes=processes, extraction_niceness=niceness,
     )  # fmt: skip
     return ingest, store
 
@@ -109,3 +112,24 @@ def test_a_worker_that_dies_fails_its_page_and_the_next_page_is_read() -> None:
         assert outcome.kind is PageOutcomeKind.INDEXED
 
     anyio.run(main)
+
+
+def extraction_workers() -> dict[int, psutil.Process]:
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "anyio.to_process" in " ".join(child.cmdline()):
+                found[child.pid] = child
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+async def test_the_extraction_process_runs_at_a_lower_priority_than_the_server() -> None:
+    ingest, store = service({URL: PAGE}, processes=1, niceness=7)
+    collection = await store.ensure_collection("default", "t")
+    assert (await ingest.ingest_page(URL, collection.id)).kind is PageOutcomeKind.INDEXED
+    lowered = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    # idle workers of earlier tests may be there too, at the server's priority
+    assert lowered in {worker.nice() for worker in extraction_workers().values()}

@@ -3,6 +3,7 @@ agreement with ONNX is measured by bench/bench_embedder.py, where torch is insta
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ from skr.adapters.onnx_embedder import (
     bundled_tokenizer_path,
     pad_batch,
 )
-from skr.adapters.priority_worker import BULK
+from skr.adapters.priority_worker import BULK, INTERACTIVE
+from skr.background_priority import MAX_NICENESS, thread_niceness
 from skr.domain.errors import DependencyError
 from skr.ports.embedder import Embedder
 from tests.fakes.fake_embedder import FakeEmbedder
@@ -263,3 +265,21 @@ async def test_with_a_query_session_a_query_waits_for_no_batch(query_session: bo
         hold.set()
         busy.result()
         embedder.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+@pytest.mark.parametrize("query_session", [True, False])
+async def test_batches_run_niced_only_where_queries_have_a_session_of_their_own(
+    query_session: bool,
+) -> None:
+    base = thread_niceness()
+    embedder = OnnxMiniLMEmbedder(parallel_batches=1, query_session=query_session, batch_niceness=6)
+    embedder.load()
+    try:
+        assert embedder._worker is not None
+        on_batch_thread = embedder._worker.submit(BULK, thread_niceness).result(10)
+        if embedder._query_worker is not None:
+            assert embedder._query_worker.submit(INTERACTIVE, thread_niceness).result(10) == base
+    finally:
+        embedder.close()
+    assert on_batch_thread == (min(MAX_NICENESS, base + 6) if query_session else base)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
 import struct
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytesseract
@@ -230,3 +233,20 @@ def test_bad_settings_are_refused() -> None:
         TesseractImageReader(timeout_seconds=0)
     with pytest.raises(ValueError, match="max_pixels"):
         TesseractImageReader(max_pixels=0)
+
+
+async def test_tesseract_runs_at_the_reader_s_lower_priority(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """tesseract itself (through a wrapper that notes its own nice value) runs niced."""
+    real = shutil.which("tesseract")
+    assert real is not None, "tesseract is installed by scripts/install-ocr.sh"
+    noted = tmp_path / "nice.txt"
+    wrapper = tmp_path / "tesseract"
+    wrapper.write_text(f'#!/bin/sh\nnice > "{noted}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", str(wrapper))
+    reading = await TesseractImageReader(niceness=5).read(encode(text_image(), "PNG"))
+    assert reading is not None
+    assert "Blueprint" in reading.text
+    assert int(noted.read_text()) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)

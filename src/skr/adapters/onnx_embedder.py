@@ -183,6 +183,11 @@ class OnnxMiniLMEmbedder:
     two-thread batch on two cores: 41.9 vs 36.5 chunks/s alone, 28.0 vs 21.9 with page
     extraction running alongside (``bench/embed_parallelism.py``; a two-thread batch
     stalls as a whole when either of its threads waits for a core).
+
+    With ``query_session``, queries (calls of a few texts) get a session and a thread of
+    their own, and the batch threads run ``batch_niceness`` lower in CPU priority, so a
+    query and the requests around it never wait for a core behind an ingest batch (with
+    ``threads`` above 1, onnxruntime's own extra threads keep the process's priority).
     """
 
     def __init__(
@@ -193,6 +198,7 @@ class OnnxMiniLMEmbedder:
         batch_size: int = 32,
         max_batch_tokens: int = 256,
         query_session: bool = False,
+        batch_niceness: int = 0,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
     ) -> None:
@@ -205,6 +211,8 @@ class OnnxMiniLMEmbedder:
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
         self._query_session = query_session
+        # batch threads yield the CPU only where queries never run on them
+        self._batch_niceness = batch_niceness if query_session else 0
         self._run_options: Any = None
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
@@ -260,7 +268,9 @@ class OnnxMiniLMEmbedder:
             warm = self._embed_batch(tokenizer.encode_for_model(["warm up"]))
             if warm.shape != (1, DIMENSIONS):
                 raise DependencyError(f"the embedding model gives shape {warm.shape[1:]}, not 384")
-        self._worker = PriorityWorker("skr-embed", self._parallel_batches)
+        self._worker = PriorityWorker(
+            "skr-embed", self._parallel_batches, niceness=self._batch_niceness
+        )
         if self._query_session:
             self._query_worker = PriorityWorker("skr-embed-query", 1)
 

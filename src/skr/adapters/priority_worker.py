@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from skr.background_priority import lower_this_thread
+
 T = TypeVar("T")
 
 INTERACTIVE = 0
@@ -24,7 +26,10 @@ _Item = tuple[int, int, Callable[[], Any] | None, "Future[Any] | None"]
 
 
 class PriorityWorker:
-    def __init__(self, name: str, threads: int = 1) -> None:
+    """``niceness``: added to each thread's nice value (see ``skr.background_priority``)."""
+
+    def __init__(self, name: str, threads: int = 1, *, niceness: int = 0) -> None:
+        self._niceness = niceness
         self._queue: queue.PriorityQueue[_Item] = queue.PriorityQueue()
         self._order = itertools.count()
         self._threads = [
@@ -47,6 +52,7 @@ class PriorityWorker:
             thread.join()
 
     def _run(self) -> None:
+        lower_this_thread(self._niceness)
         while True:
             _, _, fn, future = self._queue.get()
             if fn is None or future is None:

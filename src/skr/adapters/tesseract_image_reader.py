@@ -44,6 +44,8 @@ class TesseractImageReader:
     out once, on first use; without it images are still measured, their text is ``""``,
     and one warning says so. OCR runs in a worker thread and tesseract is killed after
     ``timeout_seconds``; an image it could not read in time gets the text ``""``.
+    tesseract runs ``niceness`` lower in CPU priority than the calling thread (``nice``),
+    so reading images yields the CPU to requests.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class TesseractImageReader:
         languages: str = "eng",
         timeout_seconds: float = 10.0,
         max_pixels: int = 40_000_000,
+        niceness: int = 0,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")  # 0 means none to pytesseract
@@ -60,6 +63,7 @@ class TesseractImageReader:
         self._languages = languages
         self._timeout_seconds = timeout_seconds
         self._max_pixels = max_pixels
+        self._niceness = niceness
         self._ocr_ready: bool | None = None
         self._detect_lock = threading.Lock()
 
@@ -105,7 +109,7 @@ class TesseractImageReader:
         try:
             prepared = _for_ocr(image)
             text = pytesseract.image_to_string(
-                prepared, lang=self._languages, timeout=self._timeout_seconds
+                prepared, lang=self._languages, timeout=self._timeout_seconds, nice=self._niceness
             )
         except RuntimeError as exc:  # pytesseract's timeout, and TesseractError
             log.warning("tesseract could not read an image: %s", exc)

@@ -16,6 +16,7 @@ import anyio.to_thread
 import numpy as np
 from anyio import BrokenWorkerProcess
 
+from skr.background_priority import lower_this_thread
 from skr.domain.errors import FetchError, InvalidInputError
 from skr.domain.models import ChunkDraft, Document, ExtractedPage, FetchedPage, PageWrite
 from skr.domain.vectors import Vector
@@ -127,6 +128,19 @@ def text_page(title: str, text: str) -> ExtractedPage:
     )
 
 
+_process_lowered_by = 0  # in an extraction process: how far its priority was lowered
+
+
+def _extract_in_process(fetched: FetchedPage, niceness: int) -> ExtractedPage:
+    """:func:`_extract` in an extraction process, which first yields the CPU to requests
+    (once: a lowered priority cannot be raised again without privileges)."""
+    global _process_lowered_by
+    if niceness > _process_lowered_by:
+        lower_this_thread(niceness - _process_lowered_by)  # the process's one working thread
+        _process_lowered_by = niceness
+    return _extract(fetched)
+
+
 def _extract(fetched: FetchedPage) -> ExtractedPage:
     """The page's text by its media type: a PDF page by page, anything else as HTML."""
     media_type = fetched.content_type.partition(";")[0].strip().lower()
@@ -157,11 +171,13 @@ class IngestService:
         image_reader: ImageReader | None = None,
         image_options: ImageOptions | None = None,
         extraction_processes: int = 0,
+        extraction_niceness: int = 0,
     ) -> None:
         """``extraction_processes``: how many worker processes may extract pages at once;
         0 extracts on a thread of this process. In a process, extraction (pure Python,
         holding the GIL for tens of ms on a big page) cannot stall this process's event
-        loop, and a page that crashes the parser costs that page, not the process."""
+        loop, and a page that crashes the parser costs that page, not the process; there
+        it runs ``extraction_niceness`` lower in CPU priority than requests."""
         self._fetcher = fetcher
         self._store = store
         self._embedder = embedder
@@ -169,6 +185,7 @@ class IngestService:
         self._max_tokens = max_tokens
         self._image_reader = image_reader
         self._image_options = image_options or ImageOptions()
+        self._extraction_niceness = extraction_niceness
         self._extraction_limiter = (
             anyio.CapacityLimiter(extraction_processes) if extraction_processes else None
         )
@@ -208,7 +225,11 @@ class IngestService:
             return await anyio.to_thread.run_sync(_extract, fetched)
         try:
             return await anyio.to_process.run_sync(
-                _extract, fetched, cancellable=True, limiter=self._extraction_limiter
+                _extract_in_process,
+                fetched,
+                self._extraction_niceness,
+                cancellable=True,
+                limiter=self._extraction_limiter,
             )
         except BrokenWorkerProcess as exc:
             raise FetchError("extracting the page crashed the process that read it") from exc
