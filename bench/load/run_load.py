@@ -40,6 +40,7 @@ from bench.load.load_report import (
     read_canary,
     render_markdown,
     spike_analysis,
+    steady_figures,
 )
 from bench.load.processes import Child, CpuSampler, wait_ready
 from bench.load.profile_summary import markdown as profile_markdown
@@ -215,6 +216,8 @@ def run_phase(
     print(f"{name}: {figures['requests']:,} requests, {figures['rps']} req/s, "
           f"error rate {figures['error_rate']:.2%}, shed {figures['shed_total']:,}, "
           f"SKR CPU {figures['cpu'].get('skr', {}).get('mean')}%", file=sys.stderr, flush=True)  # fmt: skip
+    if name == "load":
+        figures["steady"] = steady_figures(prefix, users, canary_rows)
     if name == "spike":
         assert baseline is not None
         search_p95 = baseline["endpoints"].get("/v1/search", {}).get("p95", 0.0)
@@ -262,7 +265,12 @@ def describe(args: argparse.Namespace) -> tuple[str, str]:
                 f"{args.spike_after:.0f} s")  # fmt: skip
     else:
         load = f"{args.users} users, spawn rate {args.spawn_rate}/s, {args.duration} s"
-    return topology, load + f"; think time 1–5 s; {args.ingesters} of them ingesters"
+    pages = (
+        "pages new to SKR (a second copy of the site), then unchanged"
+        if args.ingest_new_pages
+        else "pages the seeding crawl indexed (unchanged: 304)"
+    )
+    return topology, load + f"; think time 1–5 s; {args.ingesters} of them ingesters ({pages})"
 
 
 def main() -> None:
@@ -285,6 +293,12 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=SHARED_SITE)
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep logs and Locust CSVs")
+    parser.add_argument(
+        "--ingest-new-pages",
+        action="store_true",
+        help="ingesters submit pages from a second copy of the site on another port: new "
+        "to SKR the first time (extracted, embedded, written), unchanged (304) after",
+    )
     args = parser.parse_args()
     if args.ingesters is None:
         args.ingesters = max(1, min(5, args.users // 200))
@@ -299,8 +313,9 @@ def main() -> None:
         with (
             scratch_database() if args.mode == "scale-out" else _none() as db,
             static_site(args.site) as (site_url, _),
+            static_site(args.site) if args.ingest_new_pages else _none() as second_copy,
         ):
-            args.site_url = site_url
+            args.site_url = second_copy[0] if second_copy else site_url
             loadavg_before = os.getloadavg()[0]
             try:  # SKR stops before its database is dropped and its site closed
                 children = start_skr(args, work, db[0] if db else None)
