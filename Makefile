@@ -61,6 +61,8 @@ bench-scifact: install
 # Load (issue 6): SKR started in MODE, seeded with the Flask docs, then headless Locust
 # (a 1-user baseline, then USERS users); report in bench/results/load-MODE-USERS.md.
 # e.g. make load MODE=scale-out USERS=1000 DURATION=3m; make load USERS=100 SPIKE=1
+# LOAD_ARGS for run_load.py's own options (`bench/load/run_load.py --help`), e.g.
+# --keep (logs and CSVs), --ingesters N, --ingest-new-pages (pages new to SKR to ingest)
 MODE ?= embedded
 USERS ?= 100
 SPAWN_RATE ?= 50
