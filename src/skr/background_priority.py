@@ -31,8 +31,7 @@ def lower_this_thread(niceness: int) -> None:
         return
     thread = threading.get_native_id()
     try:
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICENESS, current + niceness))
+        os.setpriority(os.PRIO_PROCESS, thread, min(MAX_NICENESS, thread_niceness() + niceness))
     except OSError as exc:
         logger.debug("could not lower the priority of thread %d: %s", thread, exc)
 

@@ -295,36 +295,7 @@ class SQLiteStore:
         index = self._indexes.get(collection_id)
         if index is None:
             return []
-        widened = k if kind is None else k * 4
-        return await self._db.read(
-            lambda c: self._vector_search(c, index, vector, widened, k, kind)
-        )
-
-    def _vector_search(
-        self,
-        conn: sqlite3.Connection,
-        index: HnswIndex,
-        vector: Vector,
-        widened: int,
-        k: int,
-        kind: ChunkKind | None,
-    ) -> list[ScoredId]:
-        found = index.search(np.asarray(vector, dtype=np.float32), widened)
-        if not found:
-            return []
-        marks = ",".join("?" * len(found))
-        rows = conn.execute(
-            f"SELECT seq, id, kind FROM chunks WHERE seq IN ({marks})",  # noqa: S608
-            [label for label, _ in found],
-        ).fetchall()
-        by_seq = {int(r[0]): (r[1], r[2]) for r in rows}
-        hits: list[ScoredId] = []
-        for label, score in found:
-            entry = by_seq.get(label)
-            if entry is None or (kind is not None and entry[1] != kind.value):
-                continue
-            hits.append(ScoredId(entry[0], score))
-        return hits[:k]
+        return await self._db.read(lambda c: _vector_search(c, index, vector, k, kind))
 
     async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
         """Both rankings in one read on one reader thread: a hand-off to a thread and back
@@ -333,15 +304,10 @@ class SQLiteStore:
         match = fts_query(query.text)
         index = self._indexes.get(collection_id)
         k, kind = query.candidates, query.kind
-        widened = k if kind is None else k * 4
 
         def both(conn: sqlite3.Connection) -> tuple[list[ScoredId], list[ScoredId]]:
             keyword = [] if match is None else _keyword_search(conn, collection_id, match, k, kind)
-            semantic = (
-                []
-                if index is None
-                else self._vector_search(conn, index, query.vector, widened, k, kind)
-            )
+            semantic = [] if index is None else _vector_search(conn, index, query.vector, k, kind)
             return keyword, semantic
 
         keyword, semantic = await self._db.read(both)
@@ -380,3 +346,26 @@ def _keyword_search(
     sql += " ORDER BY rank LIMIT ?"
     params.append(k)
     return [ScoredId(r[0], -float(r[1])) for r in conn.execute(sql, params).fetchall()]
+
+
+def _vector_search(
+    conn: sqlite3.Connection, index: HnswIndex, vector: Vector, k: int, kind: ChunkKind | None
+) -> list[ScoredId]:
+    """The ``k`` nearest chunks in ``index``; with a ``kind``, four times as many are
+    looked up first, so that filtering by kind still leaves ``k``."""
+    found = index.search(np.asarray(vector, dtype=np.float32), k if kind is None else k * 4)
+    if not found:
+        return []
+    marks = ",".join("?" * len(found))
+    rows = conn.execute(
+        f"SELECT seq, id, kind FROM chunks WHERE seq IN ({marks})",  # noqa: S608
+        [label for label, _ in found],
+    ).fetchall()
+    by_seq = {int(r[0]): (r[1], r[2]) for r in rows}
+    hits: list[ScoredId] = []
+    for label, score in found:
+        entry = by_seq.get(label)
+        if entry is None or (kind is not None and entry[1] != kind.value):
+            continue
+        hits.append(ScoredId(entry[0], score))
+    return hits[:k]
