@@ -15,6 +15,10 @@ from tests.contract.store_fixtures import QUEUE_KINDS, make_queue
 
 pytestmark = pytest.mark.anyio
 
+# how far a store's timestamps may round past the test's clock (SQLite's julianday
+# keeps milliseconds)
+_CLOCK_SLACK = 0.05
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -152,22 +156,31 @@ async def test_retry_later_waits_then_runs_again_until_attempts_run_out(queue: J
 
 async def test_oldest_queued_age_counts_only_jobs_waiting_to_run(queue: JobQueue) -> None:
     assert await queue.oldest_queued_age_seconds() == 0.0
+    # Bounds come from the test's own clock around each call, so a slow machine
+    # cannot push an age past them: an age is at most the time elapsed since just
+    # before the job began to wait.
     first = await queue.enqueue(JobKind.INGEST, "c", "http://x.test/1", {})
-    time.sleep(0.2)
+    time.sleep(1.0)
+    before_second = time.monotonic()
     await queue.enqueue(JobKind.INGEST, "c", "http://x.test/2", {})
     age = await queue.oldest_queued_age_seconds()
-    assert 0.2 <= age < 5  # the first job's wait, not the second's
+    assert 1.0 <= age < 5  # the first job's wait, not the second's
     leased = await queue.lease("w1", 30)
     assert leased is not None and leased.id == first.id
-    assert await queue.oldest_queued_age_seconds() < 0.2  # only the second waits now
+    age = await queue.oldest_queued_age_seconds()
+    # only the second waits now: its age is bounded by the time since it was
+    # enqueued, which is at least a second less than the first's
+    assert age <= time.monotonic() - before_second + _CLOCK_SLACK
     # a job backing off before a retry is not waiting yet; once its delay ends it is,
     # counted from then
     second = await queue.lease("w1", 30)
     assert second is not None
+    before_retry = time.monotonic()
     await queue.retry_later(second.id, "w1", "store down", 0.3)
     assert await queue.oldest_queued_age_seconds() == 0.0
     time.sleep(0.4)
-    assert 0.0 < await queue.oldest_queued_age_seconds() < 0.3
+    age = await queue.oldest_queued_age_seconds()
+    assert 0.0 < age <= time.monotonic() - before_retry - 0.3 + _CLOCK_SLACK
     # paused jobs do not wait; a resumed one waits from its resume
     await queue.control(first.id, "pause")
     time.sleep(0.2)
