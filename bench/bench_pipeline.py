@@ -48,8 +48,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def embedder_alone(site: Path) -> tuple[int, float, float]:
-    """Chunks of every page, embedded by the embedder alone (after extraction)."""
+async def embedder_alone(site: Path) -> tuple[int, float, float, float]:
+    """Chunks of every page, embedded by the embedder alone (after extraction): how many,
+    the seconds embedding took, the seconds preparing them took, and the CPU the embedding
+    used in core-seconds (every thread of this process)."""
     settings = Settings()  # the server's embedder, as configured
     embedder = OnnxMiniLMEmbedder.loaded(
         threads=settings.embed_threads,
@@ -64,11 +66,11 @@ async def embedder_alone(site: Path) -> tuple[int, float, float]:
         for d in split_into_chunks(page, embedder, 256):
             texts.append(chunk_embedding_text(page.title, d.heading_path, d.text))
     prepare = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await embedder.embed(texts)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     embedder.close()
-    return len(texts), seconds, prepare
+    return len(texts), seconds, prepare, cpu
 
 
 def ingest_all(server: SkrServer, base: str, site: Path) -> tuple[int, int, float]:
@@ -124,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.site.is_dir():
         sys.exit(f"the Flask docs are not at {args.site}; pass --site")
-    n_chunks, embed_s, prepare_s = asyncio.run(embedder_alone(args.site))
+    n_chunks, embed_s, prepare_s, _ = asyncio.run(embedder_alone(args.site))
     work = Path(tempfile.mkdtemp(prefix="skr-bench-"))
     server = SkrServer(
         work / "data", free_port(), work / "server.log", SKR_CACHE_MAX_ENTRIES="0",
