@@ -10,8 +10,8 @@ import pytest
 
 from skr.adapters.memory_cache import MemoryCache
 from skr.adapters.memory_host_limiter import InMemoryHostLimiter
-from skr.domain.errors import FetchError
-from skr.domain.models import Job, JobKind, JobStatus
+from skr.domain.errors import DependencyError, FetchError
+from skr.domain.models import Document, Job, JobKind, JobStatus, PageWrite
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
 from skr.services.polite_fetcher import PoliteFetcher
@@ -288,3 +288,30 @@ async def test_a_page_that_now_redirects_off_the_site_is_removed(harness: Harnes
     job = await harness.crawl_once()
     assert f"{SITE}/b" not in harness.stored_urls()
     assert job.counters.removed == 1
+
+
+async def test_a_store_out_of_reach_mid_crawl_is_raised_as_itself_and_the_next_run_continues(
+    harness: Harness,
+) -> None:
+    # The job worker retries a crawl after a backoff, its frontier kept, when the run
+    # raises DependencyError; anything else fails the crawl for good.
+    job = await harness.start({"max_depth": 2, "max_pages": 50})
+    original = harness.store.write_page
+
+    async def store_down_for_c(page: PageWrite) -> Document:
+        if page.url == f"{SITE}/c":
+            raise DependencyError("the SQLite store failed: disk I/O error")
+        return await original(page)
+
+    harness.store.write_page = store_down_for_c  # type: ignore[method-assign]
+
+    async def report(j: Job) -> None:
+        pass
+
+    with pytest.raises(DependencyError, match="disk I/O error"):
+        await harness.crawl.run(job, "worker", report)
+    assert f"{SITE}/c" not in harness.stored_urls()
+    harness.store.write_page = original  # type: ignore[method-assign]
+    status, reason = await harness.crawl.run(job, "worker-2", report)
+    assert status is JobStatus.SUCCEEDED, reason
+    assert f"{SITE}/c" in harness.stored_urls()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from skr.adapters.memory_cache import MemoryCache
 from skr.adapters.memory_job_events import MemoryJobEvents
 from skr.domain.errors import DependencyError, FetchError, InvalidInputError
-from skr.domain.models import JobKind, JobStatus
+from skr.domain.models import FetchedPage, JobKind, JobStatus
 from skr.ports.job_events import QUEUE_SIGNAL
 from skr.services.ingest import IngestService, PageOutcomeKind, TextDocument
 from skr.services.jobs import JobWorker, WorkerOptions
@@ -283,3 +284,59 @@ async def test_an_idle_worker_takes_a_job_when_told_one_was_queued_not_at_its_ne
             while (await queue.get(quiet.id)).status is not JobStatus.SUCCEEDED:
                 await anyio.sleep(0.02)
         group.cancel_scope.cancel()
+
+
+class SlowFetcher(DictFetcher):
+    """Takes ``seconds`` to answer, so that a job outlives a few heartbeats."""
+
+    def __init__(self, pages: dict[str, str], seconds: float) -> None:
+        super().__init__(pages)
+        self.seconds = seconds
+
+    async def fetch(self, url: str, **kwargs: Any) -> FetchedPage:
+        await anyio.sleep(self.seconds)
+        return await super().fetch(url, **kwargs)
+
+
+class UnreachableHeartbeats(InMemoryJobQueue):
+    """A queue whose store cannot be reached for the first ``failures`` heartbeats."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.heartbeats = 0
+
+    async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> JobStatus:
+        self.heartbeats += 1
+        if self.heartbeats <= self.failures:
+            raise DependencyError("the job store could not be reached")
+        return await super().heartbeat(job_id, owner, lease_seconds)
+
+
+async def test_a_heartbeat_that_cannot_reach_the_queue_neither_stops_the_job_nor_the_worker() -> (
+    None
+):
+    store, cache = InMemoryStore(), MemoryCache(10)
+    fetcher = SlowFetcher({URL: PAGE, URL + "/2": PAGE}, seconds=0.35)
+    service = IngestService(
+        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
+    )
+    collection = await store.ensure_collection("default", "t")
+    queue = UnreachableHeartbeats(failures=2)
+    first = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+    second = await queue.enqueue(JobKind.INGEST, collection.id, URL + "/2", {})
+    w = JobWorker(
+        queue=queue,
+        ingest=service,
+        # a heartbeat every 0.1 s: the first job meets the two that fail
+        options=WorkerOptions(concurrency=1, lease_seconds=0.3, poll_seconds=0.01),
+    )
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(w.run)
+            while (await queue.get(second.id)).status is not JobStatus.SUCCEEDED:
+                await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+    assert queue.heartbeats > 2  # the failing ones, then ones that reached the queue
+    done = await queue.get(first.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 1

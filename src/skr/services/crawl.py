@@ -14,6 +14,7 @@ import anyio
 
 from skr.domain.errors import (
     BlockedURLError,
+    DependencyError,
     FetchError,
     InvalidInputError,
     NotFoundError,
@@ -200,6 +201,14 @@ class CrawlService:
     # -- the loop ------------------------------------------------------------------------
 
     async def _work(self, run: _Run, report: Callable[[Job], Awaitable[None]]) -> None:
+        try:
+            await self._work_pages(run, report)
+        except* DependencyError as out_of_reach:
+            # a store or the frontier out of reach, in any page: raised as itself (a task
+            # group wraps what its tasks raise), so the job is retried after a backoff
+            raise _first_leaf(out_of_reach) from None
+
+    async def _work_pages(self, run: _Run, report: Callable[[Job], Awaitable[None]]) -> None:
         limit = anyio.Semaphore(self._settings.concurrency)
         async with anyio.create_task_group() as group:
             while True:
@@ -484,3 +493,10 @@ def _may_be_a_page(url: str) -> bool:
 def _unchanged_since(existing: Document | None, lastmod: datetime | None) -> bool:
     """The sitemap says the page has not changed since SKR last fetched it."""
     return existing is not None and lastmod is not None and lastmod <= existing.fetched_at
+
+
+def _first_leaf(group: BaseExceptionGroup[DependencyError]) -> DependencyError:
+    first: DependencyError | BaseExceptionGroup[DependencyError] = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 
 import anyio
 
-from skr.domain.errors import ConflictError, DependencyError, FetchError, SKRError
+from skr.domain.errors import (
+    ConflictError,
+    DependencyError,
+    FetchError,
+    NotFoundError,
+    SKRError,
+)
 from skr.domain.models import Job, JobError, JobKind, JobStatus
 from skr.observability.logs import bound_request_id
 from skr.ports.job_events import QUEUE_SIGNAL, JobEvents, JobListener
@@ -117,8 +123,15 @@ class JobWorker:
                         status = await self._queue.heartbeat(
                             job.id, self.owner, self._options.lease_seconds
                         )
-                    except ConflictError:
+                    except (ConflictError, NotFoundError):  # another worker's now, or gone
                         status = JobStatus.CANCELLED
+                    except DependencyError as exc:
+                        # the queue is out of reach for now (a database restart): the
+                        # job goes on and the next beat tries again; if the lease runs
+                        # out meanwhile and another worker takes the job, that beat
+                        # finds it and stops this run
+                        logger.warning("job %s: could not renew its lease: %s", job.id, exc.detail)
+                        continue
                     if status is not JobStatus.RUNNING:
                         stopped_by = status
                         group.cancel_scope.cancel()
