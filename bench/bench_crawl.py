@@ -35,18 +35,23 @@ def crawl(server: SkrServer, base: str, max_pages: int) -> tuple[dict[str, objec
             return job, time.perf_counter() - started  # type: ignore[no-any-return]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, its live descendants and the children it reaped
-    (tesseract runs), in core-seconds."""
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU in core-seconds: of a process itself, of its live descendants
+    (the extraction process) and of the children it reaped (tesseract runs)."""
     process = psutil.Process(pid)
-    total = 0.0
-    for each in [process, *process.children(recursive=True)]:
+    own = process.cpu_times()
+    live = 0.0
+    for child in process.children(recursive=True):
         try:
-            times = each.cpu_times()
+            times = child.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+        live += times.user + times.system
+    return {
+        "server": own.user + own.system,
+        "live children": live,
+        "reaped children": own.children_user + own.children_system,
+    }
 
 
 def job_times(job: dict[str, object]) -> dict[str, float]:
@@ -95,13 +100,15 @@ def main() -> None:
     with static_site(args.site) as (base, _):
         server.start()
         try:
-            crawl_cpu = -cpu_seconds(server.process.pid)
+            cpu_before = cpu_seconds(server.process.pid)
             first, first_s = crawl(server, base, args.max_pages)
-            crawl_cpu += cpu_seconds(server.process.pid)
+            cpu_after = cpu_seconds(server.process.pid)
             documents, chunks = stored_chunks(server)
             again, again_s = crawl(server, base, args.max_pages)
         finally:
             server.stop()
+    cpu_parts = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+    crawl_cpu = sum(cpu_parts.values())
     c1, c2 = first["counters"], again["counters"]  # type: ignore[index]
     first_job = job_times(first)
     crawl_rate = c1["chunks_embedded"] / first_s  # type: ignore[index]
@@ -122,6 +129,7 @@ def main() -> None:
         "crawl_job": first_job,
         "embedder_alone_cpu_s": embedder_cpu,
         "crawl_cpu_s": crawl_cpu,
+        "crawl_cpu_s_by_process": cpu_parts,
         "cpu_cores": psutil.cpu_count(),
     }
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -142,6 +150,7 @@ def main() -> None:
         f"core-seconds, {crawl_cpu / first_s / cores:.0%} of {cores} cores over the crawl; "
         f"on {cores} cores the crawl cannot take less than {crawl_cpu / cores:.1f} s"
     )
+    print("  by process   : " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_parts.items()))
     # the model's share of the crawl, at the embedder alone's CPU per chunk
     model_cpu = embedder_cpu / n_chunks * c1["chunks_embedded"]  # type: ignore[index]
     fastest = crawl_cpu / cores
