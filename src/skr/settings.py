@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     run_workers: bool = True
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     worker_http_port: int | None = Field(default=None, ge=1, le=65535)
-    job_lease_seconds: float = Field(default=30.0, ge=1)
+    job_lease_seconds: float = Field(default=10.0, ge=1)
     job_max_attempts: int = Field(default=3, ge=1)
     job_poll_seconds: float = Field(default=0.5, gt=0)
 

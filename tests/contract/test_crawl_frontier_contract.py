@@ -389,3 +389,20 @@ async def test_seed_without_an_earlier_crawl_adds_nothing(
     failed = await crawl_job(queue, "c3")
     await settle(frontier, failed, [page("a")], {"a": FrontierState.FAILED})
     assert await frontier.seed_from_previous(await crawl_job(queue, "c3"), "c3", ROOT, 100) == 0
+
+
+async def test_take_over_hands_back_the_urls_other_owners_hold(
+    queue: JobQueue, frontier: CrawlFrontier
+) -> None:
+    job, other_job = await crawl_job(queue), await crawl_job(queue)
+    await frontier.add(job, [page("a"), page("b"), page("c"), page("d")], 10)
+    await frontier.add(other_job, [page("a")], 10)
+    await frontier.lease(job, "dead", 300, 2)  # a and b, held for minutes
+    await frontier.lease(job, "new", 300, 1)  # c: the caller's own
+    await frontier.lease(other_job, "dead", 300, 1)
+    assert await frontier.take_over(job, "new") == 2
+    assert await frontier.counts(job) == {FrontierState.PENDING: 3, FrontierState.LEASED: 1}
+    assert await frontier.seconds_until_due(job) == 0
+    assert urls(await frontier.lease(job, "new", 30, 10)) == ["a", "b", "d"]
+    assert await frontier.counts(other_job) == {FrontierState.LEASED: 1}  # another job's
+    assert await frontier.take_over(job, "new") == 0

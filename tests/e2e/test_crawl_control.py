@@ -33,7 +33,7 @@ def start_server(root: Path, port: int | None = None) -> SkrServer:
     skr = SkrServer(
         root / "data", port or free_port(), root / "server.log",
         SKR_CRAWL_HOST_INTERVAL_SECONDS="0", SKR_CRAWL_CONCURRENCY=str(CONCURRENCY),
-        SKR_JOB_LEASE_SECONDS="3", SKR_CRAWL_URL_LEASE_SECONDS="4", SKR_OCR_ENABLED="false",
+        SKR_JOB_LEASE_SECONDS="3", SKR_OCR_ENABLED="false",
     )  # fmt: skip
     skr.start()
     return skr
@@ -144,7 +144,11 @@ def test_a_crawl_survives_kill_9_and_continues_where_it_was(
     assert before["status"] == "running"
     second = start_server(tmp_path, first.port)
     try:
-        done = wait_until(second, job_id, lambda j: j["status"] in {"succeeded", "failed"})
+        # well inside the URL leases the killed run held (120 s): the new run takes
+        # them over with the job
+        done = wait_until(
+            second, job_id, lambda j: j["status"] in {"succeeded", "failed"}, timeout=60
+        )
     finally:
         second.stop()
     assert done["status"] == "succeeded", done

@@ -105,9 +105,15 @@ class InMemoryCrawlFrontier:
             row.not_before = self._clock() + delay_seconds
 
     async def release(self, job_id: str, owner: str) -> int:
+        return self._hand_back(job_id, lambda holder: holder == owner)
+
+    async def take_over(self, job_id: str, owner: str) -> int:
+        return self._hand_back(job_id, lambda holder: holder != owner)
+
+    def _hand_back(self, job_id: str, held_by: Callable[[str | None], bool]) -> int:
         released = 0
         for row in self.rows.get(job_id, {}).values():
-            if row.state is FrontierState.LEASED and row.lease_owner == owner:
+            if row.state is FrontierState.LEASED and held_by(row.lease_owner):
                 row.state, row.lease_owner, row.not_before = FrontierState.PENDING, None, 0.0
                 released += 1
         return released

@@ -3,6 +3,7 @@ boilerplate, and a run stopped half-way that the next run continues."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import anyio
@@ -12,6 +13,7 @@ from skr.adapters.memory_cache import MemoryCache
 from skr.adapters.memory_host_limiter import InMemoryHostLimiter
 from skr.domain.errors import DependencyError, FetchError
 from skr.domain.models import Document, Job, JobKind, JobStatus, PageWrite
+from skr.ports.crawl_frontier import FrontierState
 from skr.services.crawl import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
 from skr.services.polite_fetcher import PoliteFetcher
@@ -313,5 +315,37 @@ async def test_a_store_out_of_reach_mid_crawl_is_raised_as_itself_and_the_next_r
     assert f"{SITE}/c" not in harness.stored_urls()
     harness.store.write_page = original  # type: ignore[method-assign]
     status, reason = await harness.crawl.run(job, "worker-2", report)
+    assert status is JobStatus.SUCCEEDED, reason
+    assert f"{SITE}/c" in harness.stored_urls()
+
+
+async def test_a_run_taking_over_from_a_dead_one_does_not_wait_out_its_url_leases(
+    harness: Harness,
+) -> None:
+    job = await harness.start({"max_depth": 2, "max_pages": 50})
+
+    async def report(j: Job) -> None:
+        pass
+
+    gate = anyio.Event()
+    original = harness.fetcher.fetch
+
+    async def stuck_on_c(url: str, **kwargs: object) -> object:
+        if url == f"{SITE}/c":
+            await gate.wait()  # never set
+        return await original(url, **kwargs)  # type: ignore[arg-type]
+
+    harness.fetcher.fetch = stuck_on_c  # type: ignore[method-assign]
+    with anyio.move_on_after(1.0):
+        await harness.crawl.run(job, "dead", report)
+    # a process killed mid-page hands nothing back: its lease on /c stands (30 s here)
+    rows = harness.frontier.rows[job.id].values()
+    for row in rows:
+        if row.url == f"{SITE}/c" and row.lease_owner is None:
+            row.state, row.lease_owner = FrontierState.LEASED, "dead"
+            row.lease_expires_at = time.time() + 30
+    harness.fetcher.fetch = original  # type: ignore[method-assign]
+    with anyio.fail_after(5):  # not the 30 s lease
+        status, reason = await harness.crawl.run(job, "worker-2", report)
     assert status is JobStatus.SUCCEEDED, reason
     assert f"{SITE}/c" in harness.stored_urls()

@@ -340,3 +340,38 @@ async def test_a_heartbeat_that_cannot_reach_the_queue_neither_stops_the_job_nor
     assert queue.heartbeats > 2  # the failing ones, then ones that reached the queue
     done = await queue.get(first.id)
     assert done.status is JobStatus.SUCCEEDED and done.attempts == 1
+
+
+async def test_a_pause_stops_a_running_job_at_once_not_at_its_next_heartbeat() -> None:
+    store, cache = InMemoryStore(), MemoryCache(10)
+    fetcher = SlowFetcher({URL: PAGE}, seconds=3.0)
+    service = IngestService(
+        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
+    )
+    collection = await store.ensure_collection("default", "t")
+    queue, events = InMemoryJobQueue(), MemoryJobEvents()
+    w = JobWorker(
+        queue=queue,
+        ingest=service,
+        # the next heartbeat would be 20 s away
+        options=WorkerOptions(concurrency=1, lease_seconds=60, poll_seconds=0.01),
+        events=events,
+    )
+    job = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
+    leased = await queue.lease(w.owner, 60)
+    assert leased is not None
+    stopped = anyio.Event()
+
+    async def run() -> None:
+        await w.run_job(leased)
+        stopped.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await anyio.sleep(0.2)  # fetching
+        await queue.control(job.id, "pause")  # as the API does: the change, then its event
+        await events.publish(job.id)
+        with anyio.fail_after(2):  # before the 3 s fetch ends, let alone a heartbeat
+            await stopped.wait()
+    assert (await queue.get(job.id)).status is JobStatus.PAUSED
+    assert store.documents == {}

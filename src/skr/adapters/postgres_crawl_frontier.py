@@ -211,6 +211,16 @@ class PostgresCrawlFrontier:
             )
             return cursor.rowcount
 
+    async def take_over(self, job_id: str, owner: str) -> int:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
+                "lease_owner = NULL, lease_expires_at = NULL WHERE job_id = %(job_id)s "
+                "AND lease_owner IS DISTINCT FROM %(owner)s AND state = 'leased'",
+                {"job_id": job_id, "owner": owner},
+            )
+            return cursor.rowcount
+
     async def counts(self, job_id: str) -> dict[FrontierState, int]:
         async with self._connection() as conn:
             cursor = await conn.execute(

@@ -147,6 +147,18 @@ class SQLiteCrawlFrontier:
             )
         )
 
+    async def take_over(self, job_id: str, owner: str) -> int:
+        return await self._db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
+                    "lease_owner = NULL, lease_expires_at = NULL "
+                    "WHERE job_id = ? AND lease_owner IS NOT ? AND state = 'leased'",
+                    (job_id, owner),
+                ).rowcount
+            )
+        )
+
     async def counts(self, job_id: str) -> dict[FrontierState, int]:
         rows = await self._db.read(
             lambda c: c.execute(

@@ -86,6 +86,14 @@ class CrawlFrontier(Protocol):
         paused or cancelled run hands its work back). Returns how many."""
         ...
 
+    async def take_over(self, job_id: str, owner: str) -> int:
+        """Every URL of this job leased by an owner other than ``owner`` goes back to
+        pending, due now. The caller holds the crawl job's lease, so whoever leased them
+        runs this crawl no more: it died (their leases would hold them for their whole
+        term), or it lost the job's lease and stops at its next heartbeat. Returns how
+        many."""
+        ...
+
     async def counts(self, job_id: str) -> dict[FrontierState, int]:
         """How many URLs of this job are in each state (states with none are left out)."""
         ...

@@ -160,6 +160,10 @@ class CrawlService:
         job, options = run.job, run.options
         counts = await self._frontier.counts(job.id)
         if counts:  # a run of this job before us: continue where it was
+            # with this job's lease ours, whoever still holds its URLs runs it no more
+            taken = await self._frontier.take_over(job.id, run.owner)
+            if taken:
+                logger.info("crawl %s: took over %d URLs an earlier run held", job.id, taken)
             run.job.errors = await self._frontier.errors(job.id, MAX_JOB_ERRORS)
             await self._refresh_counters(run)
             return

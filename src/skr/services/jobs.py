@@ -95,9 +95,12 @@ class JobWorker:
                     logger.warning("job %s left to its lease: %s", job.id, exc.detail)
 
     def _queued_signal(self) -> AbstractAsyncContextManager[JobListener]:
+        return self._signal(QUEUE_SIGNAL)
+
+    def _signal(self, job_id: str) -> AbstractAsyncContextManager[JobListener]:
         if self._events is None:
             return nullcontext(_Sleeper())
-        return self._events.listen(QUEUE_SIGNAL)
+        return self._events.listen(job_id)
 
     async def run_job(self, job: Job) -> None:
         """Run one leased job to its end, heartbeating its lease; pause or cancel stops it.
@@ -116,26 +119,35 @@ class JobWorker:
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
+                async with self._signal(job.id) as changed:
+                    while True:
+                        # every third of the lease, and at once when the job changes: a
+                        # pause or a cancel from the API stops the run without waiting
+                        await changed.wait(self._options.lease_seconds / 3)
+                        if not await beat():
+                            return
+
+            async def beat() -> bool:
+                """Renew the lease; False once the run must stop."""
                 nonlocal stopped_by
-                while True:
-                    await anyio.sleep(self._options.lease_seconds / 3)
-                    try:
-                        status = await self._queue.heartbeat(
-                            job.id, self.owner, self._options.lease_seconds
-                        )
-                    except (ConflictError, NotFoundError):  # another worker's now, or gone
-                        status = JobStatus.CANCELLED
-                    except DependencyError as exc:
-                        # the queue is out of reach for now (a database restart): the
-                        # job goes on and the next beat tries again; if the lease runs
-                        # out meanwhile and another worker takes the job, that beat
-                        # finds it and stops this run
-                        logger.warning("job %s: could not renew its lease: %s", job.id, exc.detail)
-                        continue
-                    if status is not JobStatus.RUNNING:
-                        stopped_by = status
-                        group.cancel_scope.cancel()
-                        return
+                try:
+                    now = await self._queue.heartbeat(
+                        job.id, self.owner, self._options.lease_seconds
+                    )
+                except (ConflictError, NotFoundError):  # another worker's now, or gone
+                    now = JobStatus.CANCELLED
+                except DependencyError as exc:
+                    # the queue is out of reach for now (a database restart): the job
+                    # goes on and the next beat tries again; if the lease runs out
+                    # meanwhile and another worker takes the job, that beat finds it
+                    # and stops this run
+                    logger.warning("job %s: could not renew its lease: %s", job.id, exc.detail)
+                    return True
+                if now is JobStatus.RUNNING:
+                    return True
+                stopped_by = now
+                group.cancel_scope.cancel()
+                return False
 
             group.start_soon(heartbeat)
             try:
