@@ -335,6 +335,9 @@ def main() -> None:
                             if not wait_for_lease(conn, victim.pid, 60):
                                 break
                             os.killpg(victim.pid, signal.SIGSTOP)
+                            # a statement it sent before the stop (its job's end) still
+                            # lands in PostgreSQL: look once it has
+                            time.sleep(0.3)
                             held = jobs_held(conn, victim.pid)
                             if held:
                                 break
