@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
 import pytest
 
 from skr.adapters.memory_cache import MemoryCache
-from skr.domain.models import ChunkDraft, Collection, PageWrite
+from skr.domain.models import Answer, ChunkDraft, Collection, PageWrite
+from skr.ports.generator import NumberedPassage
 from skr.services.ask import NO_ANSWER, AskService
 from skr.services.search import SearchService
 from tests.fakes.fake_embedder import FakeEmbedder
@@ -90,3 +94,59 @@ async def test_nothing_found_says_so() -> None:
     )  # fmt: skip
     answer = await AskService(search=search, generator=None).ask(collection, "anything?", 5)
     assert answer.answer == NO_ANSWER and answer.citations == []
+
+
+class GateSpy:
+    """An ``admit`` that records whether its place is held."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.entered = 0
+
+    @asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        self.held, self.entered = True, self.entered + 1
+        try:
+            yield
+        finally:
+            self.held = False
+
+
+class GateCheckingGenerator(ScriptedGenerator):
+    def __init__(self, gate: GateSpy, *, fail: bool = False) -> None:
+        super().__init__(fail=fail)
+        self.gate = gate
+        self.gate_held_when_called: list[bool] = []
+
+    async def generate(self, question: str, passages: Sequence[NumberedPassage]) -> str:
+        self.gate_held_when_called.append(self.gate.held)
+        return await super().generate(question, passages)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_the_gate_is_held_for_the_passages_not_for_the_answer_model(fail: bool) -> None:
+    collection, search, _ = await setup()
+    gate = GateSpy()
+    generator = GateCheckingGenerator(gate, fail=fail)
+    answer = await AskService(search=search, generator=generator).ask(
+        collection, "How do I register a blueprint?", 5, admit=gate.admit
+    )
+    assert gate.entered == 1 and not gate.held
+    assert generator.gate_held_when_called == [False]  # a slow model holds no place
+    assert answer.degraded is fail and answer.citations
+
+
+async def test_without_a_model_the_whole_answer_is_made_inside_the_gate() -> None:
+    collection, search, _ = await setup()
+    gate = GateSpy()
+    made_inside: list[bool] = []
+
+    class Spying(AskService):
+        def _checked(self, answer: Answer, passages: dict[str, str]) -> Answer:
+            made_inside.append(gate.held)
+            return super()._checked(answer, passages)
+
+    answer = await Spying(search=search, generator=None).ask(
+        collection, "How do I register a blueprint?", 5, admit=gate.admit
+    )
+    assert answer.mode == "extractive" and made_inside == [True]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from skr.domain.errors import GenerationError
 from skr.domain.models import Answer, ChunkKind, Citation, Collection, Hit
 from skr.ports.generator import Generator, NumberedPassage
 from skr.services.answering import extractive_answer, score_sentences, verified_citations
-from skr.services.search import SearchService
+from skr.services.search import Admit, SearchService
 
 logger = logging.getLogger(__name__)
 
@@ -33,20 +34,27 @@ class AskService:
         self._generator = generator
         self._on_citations_dropped = on_citations_dropped
 
-    async def ask(self, collection: Collection, question: str, k: int) -> Answer:
-        hits = await self._search.search(collection, question, k, ChunkKind.TEXT)
-        if not hits:
-            return Answer(NO_ANSWER, [], "extractive", degraded=False)
-        passages = {h.id: h.text for h in hits}
-        if self._generator is not None:
-            try:
-                return self._checked(await self._llm_answer(question, hits), passages)
-            except GenerationError as exc:
-                logger.warning("answer model failed, answering extractively: %s", exc.detail)
+    async def ask(
+        self, collection: Collection, question: str, k: int, *, admit: Admit | None = None
+    ) -> Answer:
+        """The answer to ``question`` from the ``k`` best passages. ``admit`` is held for
+        the work done here (the passages, an extractive answer), never while the answer
+        model is called: the model has its own limit, and a slow one must not hold
+        places that questions answered here need."""
+        async with admit() if admit is not None else nullcontext():
+            hits = await self._search.search(collection, question, k, ChunkKind.TEXT)
+            if not hits:
+                return Answer(NO_ANSWER, [], "extractive", degraded=False)
+            passages = {h.id: h.text for h in hits}
+            if self._generator is None:
                 text, citations = extractive_answer(question, hits)
-                return self._checked(Answer(text, citations, "extractive", True), passages)
-        text, citations = extractive_answer(question, hits)
-        return self._checked(Answer(text, citations, "extractive", False), passages)
+                return self._checked(Answer(text, citations, "extractive", False), passages)
+        try:
+            return self._checked(await self._llm_answer(question, hits), passages)
+        except GenerationError as exc:
+            logger.warning("answer model failed, answering extractively: %s", exc.detail)
+            text, citations = extractive_answer(question, hits)
+            return self._checked(Answer(text, citations, "extractive", True), passages)
 
     async def _llm_answer(self, question: str, hits: list[Hit]) -> Answer:
         assert self._generator is not None

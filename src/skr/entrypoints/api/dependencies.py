@@ -18,7 +18,7 @@ from skr.container import Container
 from skr.domain.access import ApiKey, Scope
 from skr.domain.errors import AuthenticationError, PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
-from skr.entrypoints.api.admission import SEARCH, Admission
+from skr.entrypoints.api.admission import ASK, SEARCH, Admission
 from skr.services.search import Admit
 
 KEY_COOKIE = "skr_key"
@@ -102,7 +102,15 @@ async def search_admission(request: Request) -> Admit:
     return partial(admission.admitted, SEARCH)
 
 
+async def ask_admission(request: Request) -> Admit:
+    """The ask gate, entered by the question's handler around its own work, not around the
+    answer model's call (``admission``)."""
+    admission: Admission = request.app.state.admission
+    return partial(admission.admitted, ASK)
+
+
 ContainerDep = Annotated[Container, Depends(container_dependency)]
 SearchAdmissionDep = Annotated[Admit, Depends(search_admission)]
+AskAdmissionDep = Annotated[Admit, Depends(ask_admission)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 TenantDep = Annotated[str, Depends(get_tenant)]

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from skr.domain.errors import OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
 from skr.entrypoints.api.dependencies import (
+    AskAdmissionDep,
     ContainerDep,
     SearchAdmissionDep,
     TenantDep,
@@ -131,12 +132,16 @@ def _groups(words: list[str], size: int) -> list[list[str]]:
     },
 )
 async def ask(
-    body: AskRequest, request: Request, container: ContainerDep, tenant: TenantDep
+    body: AskRequest,
+    request: Request,
+    container: ContainerDep,
+    tenant: TenantDep,
+    admit: AskAdmissionDep,
 ) -> AnswerRead | StreamingResponse:
     """An answer made from the collection's passages, each claim cited as [n]."""
     with _deadline(container.settings.request_timeout_seconds, "answer"):
         found = await container.collections.resolve(body.collection, tenant)
-        answer = await container.ask.ask(found, body.question, body.k)
+        answer = await container.ask.ask(found, body.question, body.k, admit=admit)
     container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
     read = answer_read(answer)
     if "text/event-stream" in request.headers.get("accept", ""):

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from skr.container import Container
 from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
-from skr.entrypoints.api.dependencies import ContainerDep, SearchAdmissionDep
+from skr.entrypoints.api.dependencies import AskAdmissionDep, ContainerDep, SearchAdmissionDep
 from skr.entrypoints.api.routes_jobs import job_read
 from skr.entrypoints.api.routes_search import answer_read
 from skr.entrypoints.api.schemas import COLLECTION_NAME
@@ -82,6 +82,7 @@ class WebPages:
         self,
         container: ContainerDep,
         tenant: TenantDep,
+        admit: AskAdmissionDep,
         question: Annotated[str, Query(max_length=2000)] = "",
         collection: CollectionParam = DEFAULT_COLLECTION,
     ) -> HTMLResponse:
@@ -91,7 +92,7 @@ class WebPages:
         found = await _collection_or_none(container, collection, tenant)
         answer = None
         if question.strip() and found is not None:
-            result = await container.ask.ask(found, question.strip(), ASK_PASSAGES)
+            result = await container.ask.ask(found, question.strip(), ASK_PASSAGES, admit=admit)
             container.metrics.answers.labels(result.mode, str(result.degraded).lower()).inc()
             answer = answer_read(result)
         return self.render(
