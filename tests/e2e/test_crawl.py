@@ -81,23 +81,36 @@ def crawl(server: SkrServer, base: str, timeout: float = 180) -> dict[str, objec
     raise AssertionError(f"crawl {job_id} did not finish")
 
 
+@pytest.fixture(scope="module")
+def first_crawl(
+    server: SkrServer, site: tuple[str, type, Path]
+) -> tuple[dict[str, object], list[tuple[float, str, str]]]:
+    """The site's first crawl, which every test here builds on (so each can run alone),
+    with the requests the site saw during it."""
+    base, handler, _ = site
+    handler.requests.clear()  # type: ignore[attr-defined]
+    job = crawl(server, base)
+    return job, list(handler.requests)  # type: ignore[attr-defined]
+
+
 def documents(server: SkrServer) -> dict[str, dict[str, object]]:
     listed = httpx.get(f"{server.url}/v1/documents", params={"limit": 100}, timeout=10).json()
     return {d["url"]: d for d in listed["documents"]}
 
 
 def test_a_crawl_keeps_to_robots_txt_and_its_crawl_delay(
-    server: SkrServer, site: tuple[str, type, Path]
+    server: SkrServer,
+    site: tuple[str, type, Path],
+    first_crawl: tuple[dict[str, object], list[tuple[float, str, str]]],
 ) -> None:
-    base, handler, _ = site
-    job = crawl(server, base)
+    base, _, _ = site
+    job, requests = first_crawl
     counters = job["counters"]
     assert counters["indexed"] == len(TUTORIAL) - 1, job
     assert counters["skipped"] >= 1 and counters["failed"] == 0
     assert job["pages_per_second"] > 0
     stored = documents(server)
     assert set(stored) == {f"{base}/tutorial/{n}" for n in TUTORIAL if n != DISALLOWED}
-    requests = handler.requests
     paths = [path for _, path, _ in requests]
     assert "/robots.txt" in paths and "/sitemap.xml" in paths
     assert f"/tutorial/{DISALLOWED}" not in paths
@@ -109,6 +122,7 @@ def test_a_crawl_keeps_to_robots_txt_and_its_crawl_delay(
     assert min(gaps) >= CRAWL_DELAY * 0.8, f"Crawl-delay not kept: {min(gaps):.3f} s"
 
 
+@pytest.mark.usefixtures("first_crawl")
 def test_images_are_read_searchable_and_cite_their_page(
     server: SkrServer, site: tuple[str, type, Path]
 ) -> None:
@@ -125,6 +139,7 @@ def test_images_are_read_searchable_and_cite_their_page(
     assert len(logos) <= 3  # the logo on every page is boilerplate after a few pages
 
 
+@pytest.mark.usefixtures("first_crawl")
 def test_a_second_crawl_of_an_unchanged_site_embeds_nothing(
     server: SkrServer, site: tuple[str, type, Path]
 ) -> None:
@@ -136,6 +151,7 @@ def test_a_second_crawl_of_an_unchanged_site_embeds_nothing(
     assert counters["unchanged"] == len(TUTORIAL) - 1
 
 
+@pytest.mark.usefixtures("first_crawl")
 def test_a_changed_page_re_embeds_only_its_changed_chunks(
     server: SkrServer, site: tuple[str, type, Path]
 ) -> None:
@@ -155,6 +171,7 @@ def test_a_changed_page_re_embeds_only_its_changed_chunks(
     assert 1 <= counters["chunks_embedded"] < stored["chunk_count"]
 
 
+@pytest.mark.usefixtures("first_crawl")
 def test_a_deleted_page_is_removed_from_the_index(
     server: SkrServer, site: tuple[str, type, Path]
 ) -> None:
