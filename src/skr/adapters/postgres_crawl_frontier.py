@@ -202,22 +202,20 @@ class PostgresCrawlFrontier:
             )  # fmt: skip
 
     async def release(self, job_id: str, owner: str) -> int:
-        async with self._connection() as conn:
-            cursor = await conn.execute(
-                "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
-                "lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE job_id = %(job_id)s AND lease_owner = %(owner)s AND state = 'leased'",
-                {"job_id": job_id, "owner": owner},
-            )
-            return cursor.rowcount
+        return await self._hand_back(job_id, owner, others=False)
 
     async def take_over(self, job_id: str, owner: str) -> int:
+        return await self._hand_back(job_id, owner, others=True)
+
+    async def _hand_back(self, job_id: str, owner: str, *, others: bool) -> int:
+        """The job's URLs leased by ``owner`` (or, with ``others``, by anyone else) back
+        to pending, due now."""
         async with self._connection() as conn:
             cursor = await conn.execute(
                 "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
                 "lease_owner = NULL, lease_expires_at = NULL WHERE job_id = %(job_id)s "
-                "AND lease_owner IS DISTINCT FROM %(owner)s AND state = 'leased'",
-                {"job_id": job_id, "owner": owner},
+                "AND (lease_owner = %(owner)s) <> %(others)s AND state = 'leased'",
+                {"job_id": job_id, "owner": owner, "others": others},
             )
             return cursor.rowcount
 

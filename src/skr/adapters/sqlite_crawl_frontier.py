@@ -136,25 +136,21 @@ class SQLiteCrawlFrontier:
         )
 
     async def release(self, job_id: str, owner: str) -> int:
-        return await self._db.write(
-            lambda c: (
-                c.execute(
-                    "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
-                    "lease_owner = NULL, lease_expires_at = NULL "
-                    "WHERE job_id = ? AND lease_owner = ? AND state = 'leased'",
-                    (job_id, owner),
-                ).rowcount
-            )
-        )
+        return await self._hand_back(job_id, owner, others=False)
 
     async def take_over(self, job_id: str, owner: str) -> int:
+        return await self._hand_back(job_id, owner, others=True)
+
+    async def _hand_back(self, job_id: str, owner: str, *, others: bool) -> int:
+        """The job's URLs leased by ``owner`` (or, with ``others``, by anyone else) back
+        to pending, due now."""
         return await self._db.write(
             lambda c: (
                 c.execute(
                     "UPDATE crawl_frontier SET state = 'pending', not_before = NULL, "
                     "lease_owner = NULL, lease_expires_at = NULL "
-                    "WHERE job_id = ? AND lease_owner IS NOT ? AND state = 'leased'",
-                    (job_id, owner),
+                    "WHERE job_id = ? AND (lease_owner = ?) <> ? AND state = 'leased'",
+                    (job_id, owner, others),
                 ).rowcount
             )
         )
