@@ -107,6 +107,7 @@ def main() -> None:
             again, again_s = crawl(server, base, args.max_pages)
         finally:
             server.stop()
+    cores = psutil.cpu_count() or 1
     cpu_parts = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
     crawl_cpu = sum(cpu_parts.values())
     c1, c2 = first["counters"], again["counters"]  # type: ignore[index]
@@ -130,7 +131,7 @@ def main() -> None:
         "embedder_alone_cpu_s": embedder_cpu,
         "crawl_cpu_s": crawl_cpu,
         "crawl_cpu_s_by_process": cpu_parts,
-        "cpu_cores": psutil.cpu_count(),
+        "cpu_cores": cores,
     }
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"embedder alone : {n_chunks} chunks in {embed_s:.1f} s = {embedder_rate:.1f} chunks/s")
@@ -144,7 +145,6 @@ def main() -> None:
         f"started → finished {first_job['started_to_finished_s']:.1f} s (the server's clock)"
     )
     print(f"crawl / embedder throughput: {crawl_rate / embedder_rate:.2f}")
-    cores = psutil.cpu_count() or 1
     print(
         f"  CPU          : the crawl's server and its children used {crawl_cpu:.1f} "
         f"core-seconds, {crawl_cpu / first_s / cores:.0%} of {cores} cores over the crawl; "

@@ -42,8 +42,24 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def build(pages: dict[str, str]) -> tuple[IngestService, InMemoryStore, DictFetcher, MemoryCache]:
-    store, fetcher, cache = InMemoryStore(), DictFetcher(pages), MemoryCache(100)
+class SlowFetcher(DictFetcher):
+    """Takes ``seconds`` to answer, so that a job outlives a few heartbeats."""
+
+    def __init__(self, pages: dict[str, str], seconds: float) -> None:
+        super().__init__(pages)
+        self.seconds = seconds
+
+    async def fetch(self, url: str, **kwargs: Any) -> FetchedPage:
+        await anyio.sleep(self.seconds)
+        return await super().fetch(url, **kwargs)
+
+
+def build(
+    pages: dict[str, str], fetch_seconds: float = 0.0
+) -> tuple[IngestService, InMemoryStore, DictFetcher, MemoryCache]:
+    """An IngestService on fakes; each fetch takes ``fetch_seconds``."""
+    fetcher = SlowFetcher(pages, fetch_seconds) if fetch_seconds else DictFetcher(pages)
+    store, cache = InMemoryStore(), MemoryCache(100)
     service = IngestService(
         fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
     )
@@ -286,18 +302,6 @@ async def test_an_idle_worker_takes_a_job_when_told_one_was_queued_not_at_its_ne
         group.cancel_scope.cancel()
 
 
-class SlowFetcher(DictFetcher):
-    """Takes ``seconds`` to answer, so that a job outlives a few heartbeats."""
-
-    def __init__(self, pages: dict[str, str], seconds: float) -> None:
-        super().__init__(pages)
-        self.seconds = seconds
-
-    async def fetch(self, url: str, **kwargs: Any) -> FetchedPage:
-        await anyio.sleep(self.seconds)
-        return await super().fetch(url, **kwargs)
-
-
 class UnreachableHeartbeats(InMemoryJobQueue):
     """A queue whose store cannot be reached for the first ``failures`` heartbeats."""
 
@@ -316,11 +320,7 @@ class UnreachableHeartbeats(InMemoryJobQueue):
 async def test_a_heartbeat_that_cannot_reach_the_queue_neither_stops_the_job_nor_the_worker() -> (
     None
 ):
-    store, cache = InMemoryStore(), MemoryCache(10)
-    fetcher = SlowFetcher({URL: PAGE, URL + "/2": PAGE}, seconds=0.35)
-    service = IngestService(
-        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
-    )
+    service, store, _, _ = build({URL: PAGE, URL + "/2": PAGE}, fetch_seconds=0.35)
     collection = await store.ensure_collection("default", "t")
     queue = UnreachableHeartbeats(failures=2)
     first = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
@@ -343,11 +343,7 @@ async def test_a_heartbeat_that_cannot_reach_the_queue_neither_stops_the_job_nor
 
 
 async def test_a_pause_stops_a_running_job_at_once_not_at_its_next_heartbeat() -> None:
-    store, cache = InMemoryStore(), MemoryCache(10)
-    fetcher = SlowFetcher({URL: PAGE}, seconds=3.0)
-    service = IngestService(
-        fetcher=fetcher, store=store, embedder=FakeEmbedder(), cache=cache, max_tokens=64
-    )
+    service, store, _, _ = build({URL: PAGE}, fetch_seconds=3.0)
     collection = await store.ensure_collection("default", "t")
     queue, events = InMemoryJobQueue(), MemoryJobEvents()
     w = JobWorker(

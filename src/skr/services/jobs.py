@@ -78,7 +78,7 @@ class JobWorker:
 
     async def _loop(self) -> None:
         # listening from the start, so a job queued while this loop looks is not missed
-        async with self._queued_signal() as queued:
+        async with self._signal(QUEUE_SIGNAL) as queued:
             while True:
                 try:
                     job = await self._queue.lease(self.owner, self._options.lease_seconds)
@@ -93,9 +93,6 @@ class JobWorker:
                 except SKRError as exc:
                     # the queue itself failed; the lease expires and the job is taken again
                     logger.warning("job %s left to its lease: %s", job.id, exc.detail)
-
-    def _queued_signal(self) -> AbstractAsyncContextManager[JobListener]:
-        return self._signal(QUEUE_SIGNAL)
 
     def _signal(self, job_id: str) -> AbstractAsyncContextManager[JobListener]:
         if self._events is None:
