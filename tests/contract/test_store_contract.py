@@ -204,6 +204,25 @@ async def test_a_rare_query_word_outweighs_a_common_one(store: Store) -> None:
     assert found[0].score > found[1].score
 
 
+async def test_keyword_search_finds_a_collections_matches_behind_better_ones_elsewhere(
+    store: Store,
+) -> None:
+    # forty chunks of another collection, and of another kind in this one, outrank
+    # this collection's two text chunks for "zebra": both are still found, best first
+    crowd = await store.ensure_collection("crowd", "t")
+    few = await store.ensure_collection("few", "t")
+    loud = [f"zebra zebra zebra {n}" for n in range(40)]
+    await store.write_page(page(crowd.id, "http://x.test/crowd", loud, list(range(40))))
+    image = ImageInfo(src="http://x.test/z.png", alt="zebra zebra zebra", caption="zebra zebra")
+    quiet = ["a zebra, then a zebra among other words", "one zebra and a great many more words"]
+    await store.write_page(page(few.id, "http://x.test/few", quiet, [50, 51], images=[image]))
+    found = await store.keyword_search(few.id, "zebra", 2, ChunkKind.TEXT)
+    texts = [ch.text for ch in await store.get_chunks([f.chunk_id for f in found])]
+    assert texts == quiet
+    assert found[0].score > found[1].score
+    assert len(await store.keyword_search(few.id, "zebra", 10, None)) == 3
+
+
 async def test_keyword_search_survives_hostile_queries(store: Store) -> None:
     c = await store.ensure_collection("docs", "t")
     await store.write_page(page(c.id, "http://x.test/a", ["quotes and NEAR operators"], [1]))

@@ -329,11 +329,54 @@ class SQLiteStore:
         return [by_id[i] for i in chunk_ids if i in by_id]
 
 
+_KEYWORD_RANKED_MAX = 4096
+"""The most FTS5 matches :func:`_keyword_search` ranks before it filters by collection
+in one join instead."""
+
+
 def _keyword_search(
-    conn: sqlite3.Connection, collection_id: str, match: str, k: int, kind: ChunkKind | None
+    conn: sqlite3.Connection,
+    collection_id: str,
+    match: str,
+    k: int,
+    kind: ChunkKind | None,
+    ranked_max: int = _KEYWORD_RANKED_MAX,
 ) -> list[ScoredId]:
     """The best ``k`` chunks of the collection for an FTS5 ``match``, by BM25 (title 2,
-    heading 1.5, text 1)."""
+    heading 1.5, text 1).
+
+    FTS5 ranks the matches of every collection by itself, and only the best are looked up
+    in ``chunks`` for their collection and kind, four times as many each time too few of
+    them belong: joining every match to ``chunks`` first cost a search of the Flask docs
+    ~0.4-0.7 ms more (one collection, 300 matches; ~1.3-1.6 ms against 0.9 ms)."""
+    limit = k
+    while limit <= ranked_max:
+        ranked = conn.execute(
+            "SELECT rowid, bm25(chunks_fts, 2.0, 1.5, 1.0) AS score FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        if not ranked:
+            return []
+        marks = ",".join("?" * len(ranked))
+        sql = f"SELECT seq, id FROM chunks WHERE seq IN ({marks}) AND collection_id = ?"  # noqa: S608
+        params: list[object] = [r[0] for r in ranked]
+        params.append(collection_id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind.value)
+        ours = dict(conn.execute(sql, params).fetchall())
+        hits = [ScoredId(ours[seq], -float(score)) for seq, score in ranked if seq in ours]
+        if len(hits) >= k or len(ranked) < limit:
+            return hits[:k]
+        limit *= 4
+    return _keyword_search_joined(conn, collection_id, match, k, kind)
+
+
+def _keyword_search_joined(
+    conn: sqlite3.Connection, collection_id: str, match: str, k: int, kind: ChunkKind | None
+) -> list[ScoredId]:
+    """:func:`_keyword_search` in one statement: every match joined to ``chunks``."""
     sql = (
         "SELECT c.id, bm25(chunks_fts, 2.0, 1.5, 1.0) AS rank FROM chunks_fts "
         "JOIN chunks c ON c.seq = chunks_fts.rowid "
