@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install services serve test lint bench bench-torch bench-ann bench-scifact load faults fuzz clean
+.PHONY: install services serve test lint bench bench-costs bench-torch bench-ann bench-scifact load faults fuzz clean
 
 $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: install lint services
 bench: install
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_embedder.py
+
+# What one request of each kind costs an embedded `skr serve`: CPU and latency, one at a
+# time (about 2 minutes, most of it the seeding crawl); the arithmetic behind `make load`.
+bench-costs: install
+	$(BIN)/python bench/bench_request_costs.py
 
 # The torch route, for the embedder comparison only (the CPU wheel kept on these machines).
 bench-torch: install
