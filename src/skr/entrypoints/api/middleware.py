@@ -54,10 +54,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        too_big = problem(413, f"the request body is larger than {self._max_bytes} bytes")
         for name, value in scope.get("headers", []):
             if name == b"content-length" and (not value.isdigit() or int(value) > self._max_bytes):
-                await too_big(scope, receive, send)
+                await self._too_big()(scope, receive, send)
                 return
         received = 0
 
@@ -73,7 +72,12 @@ class BodySizeLimitMiddleware:
         try:
             await self._app(scope, limited_receive, send)
         except _BodyTooLargeError:
-            await too_big(scope, receive, send)
+            await self._too_big()(scope, receive, send)
+
+    def _too_big(self) -> ASGIApp:
+        """The 413 answer, made only when it is sent: making it costs ~12 µs, and every
+        request used to pay that (`/livez` costs ~500 µs of CPU in all)."""
+        return problem(413, f"the request body is larger than {self._max_bytes} bytes")
 
 
 class _BodyTooLargeError(Exception):
