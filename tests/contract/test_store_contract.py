@@ -175,6 +175,32 @@ async def test_reciprocal_rank_fusion_by_hand(store: Store) -> None:
     assert [f.score for f in fused] == pytest.approx(expected)
 
 
+async def test_hybrid_search_chunks_are_the_hybrid_ranking_with_its_chunks(store: Store) -> None:
+    collection_id, _ = await fusion_page(store)
+    image = ImageInfo(src="http://x.test/zebra.png", alt="a zebra", caption="Zebra crossing")
+    await store.write_page(
+        page(collection_id, "http://x.test/z", ["zebra facts"], [7], images=[image])
+    )
+    queries = [
+        hybrid(10),
+        hybrid(2),
+        hybrid(10, 2),
+        hybrid(10, fusion=Fusion.RRF),
+        HybridQuery("zebra", toward(1.0), 5, ChunkKind.IMAGE, 10, (0.4, 0.6), 60),
+        HybridQuery("on the", toward(0.5), 3, None, 10, (0.4, 0.6), 60),
+    ]
+    for query in queries:
+        ranked = await store.hybrid_search(collection_id, query)
+        assert ranked, query
+        with_chunks = await store.hybrid_search_chunks(collection_id, query)
+        assert [(c.id, score) for c, score in with_chunks] == [
+            (r.chunk_id, r.score) for r in ranked
+        ]
+        assert [c for c, _ in with_chunks] == await store.get_chunks([r.chunk_id for r in ranked])
+    [(found, _)] = await store.hybrid_search_chunks(collection_id, queries[4])
+    assert found.image is not None and found.image.src == "http://x.test/zebra.png"
+
+
 async def test_stop_words_match_nothing(store: Store) -> None:
     c = await store.ensure_collection("docs", "t")
     texts = ["the cat sat on the mat", "a zebra crossing"]

@@ -188,6 +188,12 @@ class InMemoryStore:
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         return [self.chunks[i][0] for i in chunk_ids if i in self.chunks]
 
+    async def hybrid_search_chunks(
+        self, collection_id: str, query: HybridQuery
+    ) -> list[tuple[Chunk, float]]:
+        ranked = await self.hybrid_search(collection_id, query)
+        return [(self.chunks[s.chunk_id][0], s.score) for s in ranked if s.chunk_id in self.chunks]
+
     async def refresh_statistics(self) -> None:
         self.statistics_refreshed += 1
 

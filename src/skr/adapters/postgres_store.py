@@ -419,6 +419,15 @@ class PostgresStore:
         by_id = {r["id"]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
 
+    async def hybrid_search_chunks(
+        self, collection_id: str, query: HybridQuery
+    ) -> list[tuple[Chunk, float]]:
+        """Two round trips, as :meth:`hybrid_search` then :meth:`get_chunks`."""
+        ranked = await self.hybrid_search(collection_id, query)
+        chunks = await self.get_chunks([item.chunk_id for item in ranked])
+        by_id = {chunk.id: chunk for chunk in chunks}
+        return [(by_id[s.chunk_id], s.score) for s in ranked if s.chunk_id in by_id]
+
 
 def _with_kind(template: str, kind: ChunkKind | None) -> sql.Composed:
     """``template`` with its ``{kind}`` slot filled by the kind filter, or by nothing."""

@@ -103,6 +103,13 @@ class Store(Protocol):
         """The chunks with these ids, in the order asked; unknown ids are left out."""
         ...
 
+    async def hybrid_search_chunks(
+        self, collection_id: str, query: HybridQuery
+    ) -> list[tuple[Chunk, float]]:
+        """:meth:`hybrid_search`'s results with their chunks (as :meth:`get_chunks` reads
+        them) and scores, best first, read in one visit to the store where it can."""
+        ...
+
     def export_documents(self, collection_id: str) -> AsyncIterator[StoredPage]:
         """Every document of the collection with its chunks and vectors, oldest first,
         read a batch at a time (never the whole collection at once)."""

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 from skr.domain.errors import InvalidInputError
-from skr.domain.models import ChunkKind, Collection, Fusion, Hit, HybridQuery, ScoredId
+from skr.domain.models import Chunk, ChunkKind, Collection, Fusion, Hit, HybridQuery, ScoredId
 from skr.domain.ranking import DEFAULT_KEYWORD_WEIGHT
 from skr.domain.vectors import Vector
 from skr.ports.cache import Cache
@@ -90,7 +90,14 @@ class SearchService:
         if cached is not None:
             return [_hit_from_json(h) for h in json.loads(cached)]
         async with admit() if admit is not None else nullcontext():
-            hits = await self._hits(await self._ranked(collection.id, query, k, kind, mode))
+            if mode == "hybrid":  # the ranking and its chunks in one visit to the store
+                vector = await self.embed_query(query)
+                scored = await self._store.hybrid_search_chunks(
+                    collection.id, self._hybrid_query(query, vector, k, kind)
+                )
+                hits = [_hit(chunk, score) for chunk, score in scored]
+            else:
+                hits = await self._hits(await self._ranked(collection.id, query, k, kind, mode))
         await self._cache.set(key, json.dumps([_hit_to_json(h) for h in hits]).encode(), self._ttl)
         return hits
 
@@ -125,36 +132,36 @@ class SearchService:
         vector = await self.embed_query(query)
         if mode == "vector":
             return await self._store.vector_search(collection_id, vector, k, kind)
-        candidates = max(self._candidates, k)
         return await self._store.hybrid_search(
-            collection_id,
-            HybridQuery(
-                query, vector, k, kind, candidates, self._weights, self._rrf_k, self._fusion
-            ),
+            collection_id, self._hybrid_query(query, vector, k, kind)
+        )
+
+    def _hybrid_query(
+        self, query: str, vector: Vector, k: int, kind: ChunkKind | None
+    ) -> HybridQuery:
+        candidates = max(self._candidates, k)
+        return HybridQuery(
+            query, vector, k, kind, candidates, self._weights, self._rrf_k, self._fusion
         )
 
     async def _hits(self, ranked: list[ScoredId]) -> list[Hit]:
         chunks = await self._store.get_chunks([item.chunk_id for item in ranked])
         by_id = {c.id: c for c in chunks}
-        hits: list[Hit] = []
-        for item in ranked:
-            chunk = by_id.get(item.chunk_id)
-            if chunk is None:
-                continue
-            hits.append(
-                Hit(
-                    id=chunk.id,
-                    document_id=chunk.document_id,
-                    url=chunk.url,
-                    title=chunk.title,
-                    text=chunk.text,
-                    score=item.score,
-                    kind=chunk.kind,
-                    image_url=chunk.image.src if chunk.image else None,
-                    section=chunk.heading_path,
-                )
-            )
-        return hits
+        return [_hit(by_id[item.chunk_id], item.score) for item in ranked if item.chunk_id in by_id]
+
+
+def _hit(chunk: Chunk, score: float) -> Hit:
+    return Hit(
+        id=chunk.id,
+        document_id=chunk.document_id,
+        url=chunk.url,
+        title=chunk.title,
+        text=chunk.text,
+        score=score,
+        kind=chunk.kind,
+        image_url=chunk.image.src if chunk.image else None,
+        section=chunk.heading_path,
+    )
 
 
 def _checked(query: str, k: int) -> str:
