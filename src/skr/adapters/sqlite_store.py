@@ -309,7 +309,7 @@ class SQLiteStore:
     ) -> list[tuple[Chunk, float]]:
         """The ranking and its chunks in one read: one hand-off to a reader thread, not
         two. Under 1,000 users, reading the chunks in a hand-off of its own took p50 3 ms,
-        p99 77 ms, for 0.5 ms of work (docs/benchmarks.md, runs Z9-Z12)."""
+        p99 77 ms, for 0.5 ms of work (docs/benchmarks.md, runs Z9-Z14)."""
         rank = self._hybrid_ranking(collection_id, query)
 
         def read(conn: sqlite3.Connection) -> tuple[list[ScoredId], list[sqlite3.Row]]:
