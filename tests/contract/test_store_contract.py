@@ -199,6 +199,8 @@ async def test_hybrid_search_chunks_are_the_hybrid_ranking_with_its_chunks(store
         assert [c for c, _ in with_chunks] == await store.get_chunks([r.chunk_id for r in ranked])
     [(found, _)] = await store.hybrid_search_chunks(collection_id, queries[4])
     assert found.image is not None and found.image.src == "http://x.test/zebra.png"
+    empty = await store.ensure_collection("empty", "t")
+    assert await store.hybrid_search_chunks(empty.id, hybrid(10)) == []
 
 
 async def test_stop_words_match_nothing(store: Store) -> None:

@@ -382,6 +382,8 @@ class PostgresStore:
         async with self._connection() as conn:
             ranked = await self._hnsw_fetch(conn, statement, params, query.candidates)
             ids = [r["id"] for r in ranked]
+            if not ids:
+                return []
             cursor = await conn.execute(_CHUNKS_BY_ID, (ids,))
             by_id = {r["id"]: chunk_from_row(r) for r in await cursor.fetchall()}
         return [(by_id[r["id"]], float(r["score"])) for r in ranked if r["id"] in by_id]
