@@ -115,12 +115,19 @@ async def test_page_without_text_is_an_error() -> None:
         await service.ingest_page(URL, collection.id)
 
 
-def worker(service: IngestService, queue: InMemoryJobQueue) -> JobWorker:
-    return JobWorker(
-        queue=queue,
-        ingest=service,
-        options=WorkerOptions(concurrency=1, lease_seconds=5, poll_seconds=0.01),
+def worker(
+    service: IngestService,
+    queue: InMemoryJobQueue,
+    *,
+    events: MemoryJobEvents | None = None,
+    concurrency: int = 1,
+    lease_seconds: float = 5,
+    poll_seconds: float = 0.01,
+) -> JobWorker:
+    options = WorkerOptions(
+        concurrency=concurrency, lease_seconds=lease_seconds, poll_seconds=poll_seconds
     )
+    return JobWorker(queue=queue, ingest=service, options=options, events=events)
 
 
 async def test_worker_runs_a_job_to_success_and_counts() -> None:
@@ -283,12 +290,7 @@ async def test_an_idle_worker_takes_a_job_when_told_one_was_queued_not_at_its_ne
     service, store, _, _ = build({URL: PAGE})
     collection = await store.ensure_collection("default", "t")
     queue, events = InMemoryJobQueue(), MemoryJobEvents()
-    idle = JobWorker(
-        queue=queue,
-        ingest=service,
-        options=WorkerOptions(concurrency=2, lease_seconds=5, poll_seconds=60),
-        events=events,
-    )
+    idle = worker(service, queue, events=events, concurrency=2, poll_seconds=60)
     async with anyio.create_task_group() as group:
         group.start_soon(idle.run)
         await anyio.sleep(0.1)  # both loops have looked, found nothing, and wait
@@ -325,12 +327,8 @@ async def test_a_heartbeat_that_cannot_reach_the_queue_neither_stops_the_job_nor
     queue = UnreachableHeartbeats(failures=2)
     first = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
     second = await queue.enqueue(JobKind.INGEST, collection.id, URL + "/2", {})
-    w = JobWorker(
-        queue=queue,
-        ingest=service,
-        # a heartbeat every 0.1 s: the first job meets the two that fail
-        options=WorkerOptions(concurrency=1, lease_seconds=0.3, poll_seconds=0.01),
-    )
+    # a heartbeat every 0.1 s: the first job meets the two that fail
+    w = worker(service, queue, lease_seconds=0.3)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as group:
             group.start_soon(w.run)
@@ -346,13 +344,7 @@ async def test_a_pause_stops_a_running_job_at_once_not_at_its_next_heartbeat() -
     service, store, _, _ = build({URL: PAGE}, fetch_seconds=3.0)
     collection = await store.ensure_collection("default", "t")
     queue, events = InMemoryJobQueue(), MemoryJobEvents()
-    w = JobWorker(
-        queue=queue,
-        ingest=service,
-        # the next heartbeat would be 20 s away
-        options=WorkerOptions(concurrency=1, lease_seconds=60, poll_seconds=0.01),
-        events=events,
-    )
+    w = worker(service, queue, events=events, lease_seconds=60)  # next heartbeat: 20 s away
     job = await queue.enqueue(JobKind.INGEST, collection.id, URL, {})
     leased = await queue.lease(w.owner, 60)
     assert leased is not None
