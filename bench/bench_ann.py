@@ -1,6 +1,6 @@
 """Measures three HNSW libraries (hnswlib, faiss-cpu, usearch) on the same vectors, in one run.
 
-SKR uses hnswlib (``src/skr/adapters/hnsw_index.py``: cosine space, M=16, ef_construction=100,
+SKR uses hnswlib (``src/skr/adapters/sqlite/hnsw_index.py``: cosine space, M=16, ef_construction=100,
 ef_search=80, and chunks are replaced by ``mark_deleted``). This puts a number beside that
 choice. Every library gets the same clustered unit vectors, the same held-out queries and the
 same HNSW parameters; each query is answered alone, on one thread, as a server answers it.

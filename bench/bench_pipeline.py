@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site
 
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
-from skr.container import build_container
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.services.chunking import chunk_embedding_text, split_into_chunks
-from skr.services.extraction import extract_page
+from skr.services.extraction.html import extract_page
 from skr.settings import Settings
+from skr.wiring.container import build_container
 
 QUERIES = [
     "register a blueprint", "application factory", "url_for build URLs", "jinja templates",

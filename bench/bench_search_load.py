@@ -19,8 +19,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.contract.store_fixtures import POSTGRES_URL
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site
+from tests.fixtures.stores import POSTGRES_URL
 
 from bench.bench_pipeline import QUERIES, ingest_all, percentile
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder

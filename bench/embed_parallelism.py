@@ -24,7 +24,7 @@ from tests.e2e.servers import SHARED_SITE
 from bench.bench_pipeline import pages
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.services.chunking import chunk_embedding_text, split_into_chunks
-from skr.services.extraction import extract_page
+from skr.services.extraction.html import extract_page
 
 
 def chunk_texts(embedder: OnnxMiniLMEmbedder) -> tuple[list[str], list[bytes]]:

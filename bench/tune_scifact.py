@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 from rich.console import Console
 
-from skr.container import build_container
 from skr.domain.models import DEFAULT_TENANT, ScoredId
 from skr.domain.query_terms import keyword_terms, query_terms
 from skr.domain.ranking import DEFAULT_KEYWORD_WEIGHT, fuse_scores
-from skr.entrypoints.eval_command import text_documents
+from skr.entrypoints.cli.eval_commands import text_documents
 from skr.services.evaluation import document_id_of, load_beir, mean_metrics
 from skr.settings import Settings
+from skr.wiring.container import build_container
 
 DATASET = ROOT.parent / "shared" / "data" / "scifact"
 COLLECTION = "scifact"

@@ -30,11 +30,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from skr.adapters.network_guard import AddressPolicy, check_url
-from skr.container import Container
 from skr.domain.access import Scope
 from skr.entrypoints.api.app import create_app
 from skr.services.access import AccessService
 from skr.settings import Settings
+from skr.wiring.container import Container
 from tests.fakes.fake_api_keys import InMemoryApiKeyStore
 from tests.fakes.fake_container import fake_container_factory
 from tests.unit.test_ingest_and_worker import PAGE, URL

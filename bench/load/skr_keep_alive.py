@@ -14,7 +14,7 @@ uvicorn.run = functools.partial(  # type: ignore[assignment]
     uvicorn.run, timeout_keep_alive=int(os.environ.get("SKR_LOAD_KEEP_ALIVE", "75"))
 )
 
-from skr.entrypoints.cli import main
+from skr.entrypoints.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,6 @@
 """``python -m skr`` runs the command line."""
 
-from skr.entrypoints.cli import main
+from skr.entrypoints.cli.app import main
 
 # guarded: a worker process (pages are extracted in one) loads the parent's main module
 # under another name, and must not run the command line again

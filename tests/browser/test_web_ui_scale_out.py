@@ -15,9 +15,9 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_web_ui import CRAWL_TIMEOUT_MS, crawl_form, job_card
-from tests.contract.store_fixtures import POSTGRES_URL
 from tests.e2e.servers import SkrServer
 from tests.e2e.test_scale_out import REDIS_URL, migrate, process
+from tests.fixtures.stores import POSTGRES_URL
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.contract.store_fixtures import POSTGRES_URL
+from tests.fixtures.stores import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
 

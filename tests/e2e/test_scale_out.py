@@ -14,11 +14,11 @@ import httpx
 import psycopg
 import pytest
 
-from skr.entrypoints.job_watch import sse_events
-from tests.contract.store_fixtures import POSTGRES_URL
+from skr.entrypoints.cli.job_watch import sse_events
 from tests.e2e.servers import SHARED_SITE, SkrServer, free_port, static_site, write_fallback_site
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.e2e.test_end_to_end import wait_for_job
+from tests.fixtures.stores import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
 

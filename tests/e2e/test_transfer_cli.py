@@ -17,11 +17,11 @@ import pytest
 from psycopg import sql
 
 from skr.adapters.onnx_embedder import DIMENSIONS, MODEL_ID
-from skr.adapters.sqlite_database import SQLiteDatabase
-from skr.adapters.sqlite_store import SQLiteStore
+from skr.adapters.sqlite.database import SQLiteDatabase
+from skr.adapters.sqlite.store import SQLiteStore
 from skr.domain.models import ChunkDraft, ChunkKind, ImageInfo, PageWrite
-from tests.contract.store_fixtures import POSTGRES_URL
 from tests.e2e.servers import free_port
+from tests.fixtures.stores import POSTGRES_URL
 
 pytestmark = pytest.mark.slow
 

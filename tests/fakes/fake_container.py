@@ -7,10 +7,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 
-from skr.adapters.memory_cache import MemoryCache
-from skr.adapters.memory_host_limiter import InMemoryHostLimiter
-from skr.adapters.memory_job_events import MemoryJobEvents
-from skr.container import Container
+from skr.adapters.memory.cache import MemoryCache
+from skr.adapters.memory.host_limiter import InMemoryHostLimiter
+from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
@@ -18,12 +17,13 @@ from skr.ports.generator import Generator
 from skr.services.access import AccessService, KeyRateLimiter
 from skr.services.ask import AskService
 from skr.services.collections import CollectionResolver
-from skr.services.crawl import CrawlService, CrawlSettings
+from skr.services.crawl.polite_fetcher import PoliteFetcher
+from skr.services.crawl.service import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
-from skr.services.jobs import JobWorker, WorkerOptions
-from skr.services.polite_fetcher import PoliteFetcher
+from skr.services.jobs.worker import JobWorker, WorkerOptions
 from skr.services.search import SearchService
 from skr.settings import Settings
+from skr.wiring.container import Container
 from tests.fakes.fake_api_keys import InMemoryApiKeyStore
 from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_embedder import FakeEmbedder

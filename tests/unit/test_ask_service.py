@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory.cache import MemoryCache
 from skr.domain.models import Answer, ChunkDraft, Collection, PageWrite
 from skr.ports.generator import NumberedPassage
 from skr.services.ask import NO_ANSWER, AskService

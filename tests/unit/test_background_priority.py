@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from skr.adapters.priority_worker import BULK, PriorityWorker
-from skr.background_priority import MAX_NICENESS, lower_this_thread, thread_niceness
+from skr.runtime.priority_worker import BULK, PriorityWorker
+from skr.runtime.thread_priority import MAX_NICENESS, lower_this_thread, thread_niceness
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="nice values are per thread on Linux only"

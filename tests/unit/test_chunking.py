@@ -9,7 +9,7 @@ import pytest
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import ChunkDraft, ChunkKind, ExtractedPage, ImageInfo
 from skr.services.chunking import MAX_TITLE_CHARS, chunk_embedding_text, split_into_chunks
-from skr.services.extraction import extract_page
+from skr.services.extraction.html import extract_page
 
 FLASK_DOCS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sites" / "flask-docs"
 

@@ -15,9 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from skr.adapters.memory_job_events import MemoryJobEvents
+from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.entrypoints.api.app import create_app
-from skr.entrypoints.job_watch import follow_job_events, poll_job, sse_events
+from skr.entrypoints.cli.job_watch import follow_job_events, poll_job, sse_events
 from skr.settings import Settings
 from tests.fakes.fake_container import fake_container_factory
 from tests.unit.test_ingest_and_worker import PAGE, URL

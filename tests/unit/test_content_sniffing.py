@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from skr.services.content_sniffing import SNIFF_BYTES, looks_like_text
+from skr.services.extraction.content_sniffing import SNIFF_BYTES, looks_like_text
 
 HTML = (
     "<!doctype html><html><head><title>Crème brûlée — “recipes”</title></head>"

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
-from skr.adapters.memory_cache import MemoryCache
-from skr.adapters.memory_host_limiter import InMemoryHostLimiter
+from skr.adapters.memory.cache import MemoryCache
+from skr.adapters.memory.host_limiter import InMemoryHostLimiter
 from skr.domain.errors import DependencyError, FetchError
 from skr.domain.models import Document, Job, JobKind, JobStatus, PageWrite
 from skr.ports.crawl_frontier import FrontierState
-from skr.services.crawl import CrawlService, CrawlSettings
+from skr.services.crawl.polite_fetcher import PoliteFetcher
+from skr.services.crawl.service import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService
-from skr.services.polite_fetcher import PoliteFetcher
 from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory.cache import MemoryCache
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import ChunkKind, Collection, ScoredId
 from skr.services.ask import AskService

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from skr.domain.models import ExtractedPage
-from skr.services.extraction import extract_page
+from skr.services.extraction.html import extract_page
 
 FLASK_DOCS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sites" / "flask-docs"
 FLASK_URL = "https://flask.palletsprojects.com/en/2.2.x/"

@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from skr import backends
 from skr.settings import Settings
+from skr.wiring import embedded
 from tests.fakes.fake_embedder import FakeEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -25,11 +25,11 @@ def anyio_backend() -> str:
 async def test_a_full_disk_does_not_stop_the_periodic_index_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(backends, "_INDEX_SAVE_SECONDS", 0.01)
+    monkeypatch.setattr(embedded, "_INDEX_SAVE_SECONDS", 0.01)
     attempts = 0
 
     async with AsyncExitStack() as stack:
-        backend = await backends.embedded_backend(
+        backend = await embedded.embedded_backend(
             Settings(data_dir=tmp_path), FakeEmbedder(), stack
         )
 
@@ -40,7 +40,7 @@ async def test_a_full_disk_does_not_stop_the_periodic_index_save(
 
         monkeypatch.setattr(backend.store, "save_indexes", full_disk)
         [periodic] = backend.background
-        with caplog.at_level(logging.ERROR, logger="skr.backends"), anyio.move_on_after(0.3):
+        with caplog.at_level(logging.ERROR, logger="skr.wiring.embedded"), anyio.move_on_after(0.3):
             await periodic()
     assert attempts >= 3  # it kept trying
     assert "No space left on device" in caplog.text

@@ -9,13 +9,13 @@ import anyio
 import numpy as np
 import pytest
 
-from skr.adapters.memory_cache import MemoryCache
-from skr.adapters.memory_job_events import MemoryJobEvents
+from skr.adapters.memory.cache import MemoryCache
+from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.domain.errors import DependencyError, FetchError, InvalidInputError
 from skr.domain.models import FetchedPage, JobKind, JobStatus
 from skr.ports.job_events import QUEUE_SIGNAL
 from skr.services.ingest import IngestService, PageOutcomeKind, TextDocument
-from skr.services.jobs import JobWorker, WorkerOptions
+from skr.services.jobs.worker import JobWorker, WorkerOptions
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher
 from tests.fakes.fake_job_queue import InMemoryJobQueue

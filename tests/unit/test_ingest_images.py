@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory.cache import MemoryCache
 from skr.domain.models import ChunkKind
 from skr.services.ingest import ImageOptions, IngestService
 from tests.fakes.fake_embedder import FakeEmbedder

@@ -9,11 +9,11 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import pytest
 
-from skr.adapters.memory_job_events import MemoryJobEvents
+from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.domain.errors import NotFoundError
 from skr.domain.models import Job, JobKind, JobStatus
 from skr.ports.job_events import JobListener
-from skr.services.jobs import JobWorker, WorkerOptions, watch_job
+from skr.services.jobs.worker import JobWorker, WorkerOptions, watch_job
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.unit.test_ingest_and_worker import PAGE, URL, build
 

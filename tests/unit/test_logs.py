@@ -117,7 +117,7 @@ def test_a_jobs_log_lines_carry_the_id_of_the_request_that_queued_it(
     lines = [
         line
         for line in parsed(json_lines)
-        if line["logger"] == "skr.services.jobs" and job_id in str(line["message"])
+        if line["logger"] == "skr.services.jobs.worker" and job_id in str(line["message"])
     ]
     assert [str(line["message"]).split(":")[0] for line in lines] == [
         f"job {job_id} started",

@@ -10,7 +10,7 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 
-from skr.adapters.memory_cache import MemoryCache
+from skr.adapters.memory.cache import MemoryCache
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.entrypoints.api.app import create_app
 from skr.observability.metered_ports import MeteredCache, TimedEmbedder, cache_label

@@ -9,7 +9,7 @@ from pypdf import PdfReader, PdfWriter
 
 from skr.domain.errors import FetchError
 from skr.services.chunking import split_into_chunks
-from skr.services.pdf_extraction import extract_pdf, normalize_pdf_text
+from skr.services.extraction.pdf import extract_pdf, normalize_pdf_text
 from tests.fakes.fake_embedder import FakeEmbedder
 
 URL = "https://example.org/docs/guide.pdf"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from skr.adapters.memory_host_limiter import InMemoryHostLimiter
+from skr.adapters.memory.host_limiter import InMemoryHostLimiter
 from skr.domain.errors import FetchError
-from skr.services.polite_fetcher import PoliteFetcher
+from skr.services.crawl.polite_fetcher import PoliteFetcher
 from tests.fakes.fake_fetcher import DictFetcher
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 
-from skr.adapters.priority_worker import BULK, INTERACTIVE, PriorityWorker
+from skr.runtime.priority_worker import BULK, INTERACTIVE, PriorityWorker
 
 
 def test_interactive_work_overtakes_queued_bulk_work() -> None:

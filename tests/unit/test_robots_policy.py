@@ -10,8 +10,8 @@ import pytest
 from protego import Protego
 
 from skr.domain.errors import InvalidInputError
-from skr.services import robots_policy
-from skr.services.robots_policy import MAX_ROBOTS_BYTES, RobotsPolicy, user_agent_token
+from skr.services.crawl import robots_policy
+from skr.services.crawl.robots_policy import MAX_ROBOTS_BYTES, RobotsPolicy, user_agent_token
 
 SKR_UA = "SKR/0.1 (+https://github.com/skr-project/skr; Smart Knowledge Repository)"
 SITE = "https://example.com"

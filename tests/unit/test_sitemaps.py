@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from skr.domain.errors import FetchError
-from skr.services.sitemaps import (
+from skr.services.crawl.sitemaps import (
     MAX_SITEMAP_BYTES,
     SitemapDocument,
     SitemapEntry,
@@ -503,7 +503,7 @@ def test_entity_expansion_attacks_stay_small_in_memory() -> None:
     script = textwrap.dedent(
         """
         import resource, sys
-        from skr.services.sitemaps import parse_sitemap
+        from skr.services.crawl.sitemaps import parse_sitemap
         bodies = sys.stdin.buffer.read().split(b"\\0SPLIT\\0")
         parse_sitemap(b"<urlset><url><loc>https://example.com/</loc></url></urlset>")
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

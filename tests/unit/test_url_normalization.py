@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from skr.domain.errors import InvalidInputError
-from skr.services import url_normalization
-from skr.services.url_normalization import (
+from skr.services.crawl import url_normalization
+from skr.services.crawl.url_normalization import (
     MAX_URL_LENGTH,
     TRACKING_PARAMETERS,
     TRACKING_PREFIXES,

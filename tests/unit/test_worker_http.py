@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from skr.domain.models import JobKind
-from skr.entrypoints.worker_http import serve_worker_http, worker_app
+from skr.entrypoints.worker import serve_worker_http, worker_app
 from skr.settings import Settings
 from tests.fakes.fake_container import fake_container_factory
 

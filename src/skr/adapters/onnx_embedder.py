@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from skr.adapters.priority_worker import BULK, INTERACTIVE, PriorityWorker
 from skr.domain.errors import DependencyError
 from skr.ports.vectors import Vector
+from skr.runtime.priority_worker import BULK, INTERACTIVE, PriorityWorker
 
 T = TypeVar("T")
 

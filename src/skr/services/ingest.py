@@ -16,7 +16,6 @@ import anyio.to_thread
 import numpy as np
 from anyio import BrokenWorkerProcess
 
-from skr.background_priority import lower_this_thread
 from skr.domain.errors import FetchError, InvalidInputError
 from skr.domain.models import ChunkDraft, Document, ExtractedPage, FetchedPage, PageWrite
 from skr.domain.vectors import Vector
@@ -25,10 +24,11 @@ from skr.ports.embedder import Embedder
 from skr.ports.fetcher import HTML_MEDIA_TYPES, Fetcher
 from skr.ports.image_reader import ImageReader
 from skr.ports.store import Store
+from skr.runtime.thread_priority import lower_this_thread
 from skr.services.chunking import chunk_embedding_text, split_into_chunks
-from skr.services.content_sniffing import looks_like_text
-from skr.services.extraction import extract_page
-from skr.services.pdf_extraction import extract_pdf
+from skr.services.extraction.content_sniffing import looks_like_text
+from skr.services.extraction.html import extract_page
+from skr.services.extraction.pdf import extract_pdf
 
 logger = logging.getLogger(__name__)
 

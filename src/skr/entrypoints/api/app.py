@@ -8,7 +8,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from skr.container import Container, build_container
 from skr.domain.errors import SKRError
 from skr.entrypoints.api import routes_health, routes_jobs, routes_library, routes_search
 from skr.entrypoints.api.admission import Admission, AdmissionMiddleware
@@ -16,11 +15,12 @@ from skr.entrypoints.api.dependencies import is_loopback
 from skr.entrypoints.api.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from skr.entrypoints.api.problems import install_problem_handlers
 from skr.entrypoints.api.request_id import RequestIdMiddleware
-from skr.entrypoints.startup_heap import freeze_startup_heap
 from skr.entrypoints.web.routes import STATIC_PATH, static_files, web_router
 from skr.entrypoints.web.signin import install_sign_in_redirect
 from skr.observability.metrics import Metrics
+from skr.runtime.startup_heap import freeze_startup_heap
 from skr.settings import Settings
+from skr.wiring.container import Container, build_container
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from skr.container import Container
 from skr.domain.access import ApiKey, Scope
 from skr.domain.errors import AuthenticationError, PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
 from skr.entrypoints.api.admission import ASK, SEARCH, Admission
 from skr.services.search import Admit
+from skr.wiring.container import Container
 
 KEY_COOKIE = "skr_key"
 

@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from skr.adapters.openai_generator import OpenAIGenerator
-from skr.container import Container
 from skr.domain.errors import SKRError
 from skr.entrypoints.api.dependencies import ContainerDep
 from skr.entrypoints.api.schemas import ReadinessRead
+from skr.wiring.container import Container
 
 router = APIRouter(tags=["health"])
 

@@ -10,7 +10,6 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from skr.container import Container
 from skr.domain.errors import InvalidInputError, NotFoundError, RateLimitedError
 from skr.domain.models import Job, JobKind
 from skr.entrypoints.api.dependencies import CallerDep, ContainerDep, TenantDep, get_caller
@@ -26,8 +25,9 @@ from skr.entrypoints.api.schemas import (
 )
 from skr.observability.logs import current_request_id
 from skr.ports.job_events import QUEUE_SIGNAL
-from skr.services.jobs import job_rate, watch_job
-from skr.services.url_normalization import normalize_url, same_site
+from skr.services.crawl.url_normalization import normalize_url, same_site
+from skr.services.jobs.worker import job_rate, watch_job
+from skr.wiring.container import Container
 
 router = APIRouter(
     prefix="/v1",

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from skr.container import Container
 from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
 from skr.entrypoints.api.dependencies import AskAdmissionDep, ContainerDep, SearchAdmissionDep
@@ -21,6 +20,7 @@ from skr.entrypoints.web.signin import SignIn
 from skr.entrypoints.web.signin import WebTenantDep as TenantDep
 from skr.entrypoints.web.templating import build_environment
 from skr.services.search import MAX_QUERY_CHARS
+from skr.wiring.container import Container
 
 STATIC_PATH = "/static"
 
