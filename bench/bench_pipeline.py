@@ -110,11 +110,13 @@ async def in_process_latencies(data_dir: Path, rounds: int) -> list[float]:
     settings = Settings(data_dir=data_dir, run_workers=False, cache_max_entries=0)
     samples = []
     async with build_container(settings) as container:
-        collection = await container.store.get_collection(DEFAULT_COLLECTION, DEFAULT_TENANT)
+        collection = await container.adapters.backend.store.get_collection(
+            DEFAULT_COLLECTION, DEFAULT_TENANT
+        )
         for i in range(rounds):
             q = f"{QUERIES[i % len(QUERIES)]} {i}"
             started = time.perf_counter()
-            await container.search.search(collection, q, 10, None)
+            await container.services.search.search(collection, q, 10, None)
             samples.append((time.perf_counter() - started) * 1000)
     return samples
 

@@ -57,9 +57,13 @@ async def index(data_dir: Path) -> None:
     """The corpus into ``data_dir`` through the same ingest path as ``skr eval``."""
     documents = text_documents(load_beir(DATASET, "test"))
     async with build_container(settings_for(data_dir)) as container:
-        collection = await container.store.ensure_collection(COLLECTION, DEFAULT_TENANT)
+        collection = await container.adapters.backend.store.ensure_collection(
+            COLLECTION, DEFAULT_TENANT
+        )
         started = time.perf_counter()
-        outcomes = await container.ingest.ingest_texts(documents, collection_id=collection.id)
+        outcomes = await container.services.ingest.ingest_texts(
+            documents, collection_id=collection.id
+        )
         chunks = sum(o.chunks for o in outcomes)
         seconds = time.perf_counter() - started
         console.print(f"indexed {len(documents)} documents, {chunks} chunks in {seconds:.0f} s")
@@ -70,7 +74,7 @@ async def fetch(data_dir: Path) -> None:
     query vector; and every chunk's document and embedding."""
     dataset = load_beir(DATASET, "train")
     async with build_container(settings_for(data_dir)) as container:
-        store, search = container.store, container.search
+        store, search = container.adapters.backend.store, container.services.search
         collection = await store.get_collection(COLLECTION, DEFAULT_TENANT)
         runs: dict[str, dict[str, Ranked]] = {}
         vectors = []

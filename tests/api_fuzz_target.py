@@ -8,10 +8,8 @@ resolver answers every host name with one fixed public address that is never con
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +32,9 @@ from skr.domain.access import Scope
 from skr.entrypoints.api.app import create_app
 from skr.services.access import AccessService
 from skr.settings import Settings
-from skr.wiring.container import Container
 from tests.fakes.fake_api_keys import InMemoryApiKeyStore
 from tests.fakes.fake_container import fake_container_factory
+from tests.fakes.fake_fetcher import DictFetcher
 from tests.unit.test_ingest_and_worker import PAGE, URL
 
 # What every response is held to: never a 5xx, and only what the schema declares for the
@@ -77,17 +75,6 @@ class GuardedFetcher:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-def guarded_factory(
-    base: Callable[[Settings], AbstractAsyncContextManager[Container]],
-) -> Callable[[Settings], AbstractAsyncContextManager[Container]]:
-    @asynccontextmanager
-    async def factory(settings: Settings) -> AsyncIterator[Container]:
-        async with base(settings) as container:
-            yield dataclasses.replace(container, fetcher=GuardedFetcher(container.fetcher))  # type: ignore[arg-type]
-
-    return factory
 
 
 @dataclass
@@ -142,7 +129,9 @@ def build_target(data_dir: Path, *, keyed: bool, **settings: Any) -> FuzzTarget:
     defaults: dict[str, Any] = {
         "max_request_bytes": 100_000, "key_rate_per_second": 10_000, "key_rate_burst": 10_000,
     }  # fmt: skip
-    factory = guarded_factory(fake_container_factory({URL: PAGE}, api_keys=store))
+    factory = fake_container_factory(
+        {URL: PAGE}, api_keys=store, fetcher=GuardedFetcher(DictFetcher({URL: PAGE}))
+    )
     app = create_app(Settings(data_dir=data_dir, **(defaults | settings)), factory)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     headers = identities["admin" if keyed else "anonymous"]

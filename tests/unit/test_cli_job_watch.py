@@ -93,7 +93,7 @@ def served(app: FastAPI) -> Iterator[str]:
 def test_a_stream_stops_as_soon_as_its_client_goes_away(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path), fake_container_factory({}, run_worker=False))
     with served(app) as base:
-        events = app.state.container.job_events
+        events = app.state.container.adapters.backend.job_events
         assert isinstance(events, MemoryJobEvents)
         job_id = httpx.post(f"{base}/v1/ingest", json={"url": URL}).json()["job_id"]
         with httpx.stream("GET", f"{base}/v1/jobs/{job_id}/events") as response:

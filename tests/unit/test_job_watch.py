@@ -13,7 +13,8 @@ from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.domain.errors import NotFoundError
 from skr.domain.models import Job, JobKind, JobStatus
 from skr.ports.job_events import JobListener
-from skr.services.jobs.worker import JobWorker, WorkerOptions, watch_job
+from skr.services.jobs.progress import watch_job
+from skr.services.jobs.worker import JobWorker, WorkerOptions
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.unit.test_ingest_and_worker import PAGE, URL, build
 

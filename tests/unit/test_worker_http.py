@@ -25,7 +25,9 @@ def anyio_backend() -> str:
 async def test_probes_and_metrics(tmp_path: Path) -> None:
     factory = fake_container_factory({}, run_worker=False)
     async with factory(Settings(data_dir=tmp_path)) as container:
-        await container.job_queue.enqueue(JobKind.INGEST, "c", "http://x.test/", {})
+        await container.adapters.backend.job_queue.enqueue(
+            JobKind.INGEST, "c", "http://x.test/", {}
+        )
         transport = httpx.ASGITransport(app=worker_app(container))
         async with httpx.AsyncClient(transport=transport, base_url="http://worker") as client:
             assert (await client.get("/livez")).json() == {"status": "ok"}

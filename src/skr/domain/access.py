@@ -33,3 +33,12 @@ class ApiKey:
 
     def allows(self, needed: Scope) -> bool:
         return any(scope.allows(needed) for scope in self.scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request comes from: a tenant, and the key it presented (None while SKR runs
+    open, without keys, when every caller is the default tenant)."""
+
+    tenant: str
+    key: ApiKey | None

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from skr.entrypoints.api.routes_health import refresh_gauges
 from skr.wiring.container import Container
 
 
@@ -27,14 +26,14 @@ def worker_app(container: Container) -> FastAPI:
     async def readyz() -> JSONResponse:
         """The same cached dependency check as the API's: a worker without its store
         cannot lease jobs."""
-        report = await container.readiness.report()
+        report = await container.services.readiness.report()
         status = "unready" if not report.ready else "degraded" if report.degraded else "ready"
         body = {"status": status, "checks": report.checks}
         return JSONResponse(body, status_code=200 if report.ready else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        await refresh_gauges(container)
+        await container.services.gauges.refresh()
         return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-from tests.fakes.fake_embedder import FakeEmbedder
 
 from skr.adapters.onnx_embedder import (
     MiniLMTokenizer,
@@ -23,6 +22,7 @@ from skr.domain.errors import DependencyError
 from skr.ports.embedder import Embedder
 from skr.runtime.priority_worker import BULK, INTERACTIVE
 from skr.runtime.thread_priority import MAX_NICENESS, thread_niceness
+from tests.fakes.fake_embedder import FakeEmbedder
 
 pytestmark = pytest.mark.anyio
 

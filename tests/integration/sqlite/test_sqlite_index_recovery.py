@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.contract.test_store import page, unit
 from tests.fixtures.stores import open_sqlite
 

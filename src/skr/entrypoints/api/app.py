@@ -44,7 +44,7 @@ def create_app(
         async with container_factory(resolved) as container:
             app.state.container = container
             try:
-                open_mode = await container.access.open_mode()
+                open_mode = await container.services.access.open_mode()
             except SKRError as exc:  # the store is not up yet: serve unready, decide later
                 logger.warning("could not tell whether API keys exist yet: %s", exc.detail)
                 open_mode = False

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the container built by the lifespan, and who is calling.
+"""FastAPI dependencies: the services of the container built by the lifespan, and who is
+calling. Routes depend on the services they use, never on the whole container.
 
 With no active API key, SKR runs open (on loopback only, which the app checks at
 startup) and every caller is the default tenant. With keys, every request names one:
@@ -8,26 +9,27 @@ cookie; the key's tenant is the caller's, and its scopes decide what it may do."
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from skr.domain.access import ApiKey, Scope
+from skr.domain.access import ApiKey, Caller, Scope
 from skr.domain.errors import AuthenticationError, PermissionDeniedError
 from skr.domain.models import DEFAULT_TENANT
 from skr.entrypoints.api.admission import ASK, SEARCH, Admission
-from skr.services.search import Admit
-from skr.wiring.container import Container
+from skr.observability.gauges import ScrapeGauges
+from skr.observability.metrics import Metrics
+from skr.observability.readiness import ReadinessCheck
+from skr.services.ask import AskService
+from skr.services.collections import CollectionResolver
+from skr.services.jobs.service import JobService
+from skr.services.library import LibraryService
+from skr.services.search import Admit, SearchService
+from skr.settings import Settings
+from skr.wiring.container import Container, Services
 
 KEY_COOKIE = "skr_key"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    tenant: str
-    key: ApiKey | None  # None: SKR runs open, without keys
 
 
 def get_container(request: Request) -> Container:
@@ -55,18 +57,19 @@ def presented_key(request: Request) -> str | None:
 
 async def get_caller(request: Request) -> Caller:
     container = get_container(request)
-    if await container.access.open_mode():
+    access = container.services.access
+    if await access.open_mode():
         if not is_loopback(container.settings.host):  # (e.g. the store was down at startup)
             raise AuthenticationError(
                 "SKR has no API key and listens beyond loopback, so it answers no one: "
                 "create a key with `skr keys create`"
             )
         return Caller(DEFAULT_TENANT, None)
-    key = await container.access.authenticate(presented_key(request))
+    key = await access.authenticate(presented_key(request))
     scope = needed_scope(request.method, request.url.path)
     if not key.allows(scope):
         raise PermissionDeniedError(f"this API key may not {scope.value}; it has {_listed(key)}")
-    container.key_limiter.take(key.id)
+    container.services.key_limiter.take(key.id)
     return Caller(key.tenant, key)
 
 
@@ -88,11 +91,46 @@ async def get_tenant(caller: Annotated[Caller, Depends(get_caller)]) -> str:
     return caller.tenant
 
 
-async def container_dependency(request: Request) -> Container:
-    """``get_container`` as a dependency. Async, so FastAPI calls it on the event loop: a
-    plain ``def`` dependency is run in its thread pool, a hand-off to a thread and back
-    on every request for a dictionary look-up."""
-    return get_container(request)
+def _services(request: Request) -> Services:
+    return get_container(request).services
+
+
+# Async, so FastAPI calls them on the event loop: a plain ``def`` dependency is run in its
+# thread pool, a hand-off to a thread and back on every request for an attribute look-up.
+async def search_service(request: Request) -> SearchService:
+    return _services(request).search
+
+
+async def ask_service(request: Request) -> AskService:
+    return _services(request).ask
+
+
+async def job_service(request: Request) -> JobService:
+    return _services(request).jobs
+
+
+async def library_service(request: Request) -> LibraryService:
+    return _services(request).library
+
+
+async def collection_resolver(request: Request) -> CollectionResolver:
+    return _services(request).collections
+
+
+async def settings_dependency(request: Request) -> Settings:
+    return get_container(request).settings
+
+
+async def metrics_dependency(request: Request) -> Metrics:
+    return get_container(request).metrics
+
+
+async def readiness_dependency(request: Request) -> ReadinessCheck:
+    return _services(request).readiness
+
+
+async def gauges_dependency(request: Request) -> ScrapeGauges:
+    return _services(request).gauges
 
 
 async def search_admission(request: Request) -> Admit:
@@ -109,7 +147,15 @@ async def ask_admission(request: Request) -> Admit:
     return partial(admission.admitted, ASK)
 
 
-ContainerDep = Annotated[Container, Depends(container_dependency)]
+SearchDep = Annotated[SearchService, Depends(search_service)]
+AskDep = Annotated[AskService, Depends(ask_service)]
+JobServiceDep = Annotated[JobService, Depends(job_service)]
+LibraryDep = Annotated[LibraryService, Depends(library_service)]
+CollectionsDep = Annotated[CollectionResolver, Depends(collection_resolver)]
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+MetricsDep = Annotated[Metrics, Depends(metrics_dependency)]
+ReadinessDep = Annotated[ReadinessCheck, Depends(readiness_dependency)]
+GaugesDep = Annotated[ScrapeGauges, Depends(gauges_dependency)]
 SearchAdmissionDep = Annotated[Admit, Depends(search_admission)]
 AskAdmissionDep = Annotated[Admit, Depends(ask_admission)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -10,11 +10,9 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from skr.domain.errors import InvalidInputError, NotFoundError, RateLimitedError
-from skr.domain.models import Job, JobKind
-from skr.entrypoints.api.dependencies import CallerDep, ContainerDep, TenantDep, get_caller
+from skr.domain.models import Job
+from skr.entrypoints.api.dependencies import CallerDep, JobServiceDep, TenantDep, get_caller
 from skr.entrypoints.api.schemas import (
-    CrawlOptions,
     IngestAccepted,
     IngestRequest,
     JobCountersRead,
@@ -23,11 +21,8 @@ from skr.entrypoints.api.schemas import (
     JobsPage,
     problem_responses,
 )
-from skr.observability.logs import current_request_id
-from skr.ports.job_events import QUEUE_SIGNAL
-from skr.services.crawl.url_normalization import normalize_url, same_site
-from skr.services.jobs.worker import job_rate, watch_job
-from skr.wiring.container import Container
+from skr.services.jobs.progress import job_rate
+from skr.services.jobs.service import CrawlRequest
 
 router = APIRouter(
     prefix="/v1",
@@ -67,17 +62,6 @@ def job_read(job: Job) -> JobRead:
     )
 
 
-def _crawl_options(crawl: CrawlOptions, url: str, container: Container) -> dict[str, object]:
-    limit = container.settings.crawl_max_pages_limit
-    if crawl.max_pages > limit:
-        raise InvalidInputError(f"max_pages is at most {limit} on this SKR")
-    if crawl.prefix is not None:
-        prefix = normalize_url(crawl.prefix)
-        if not same_site(url, url, prefix=prefix):
-            raise InvalidInputError("the start URL must be under the crawl's prefix")
-    return crawl.model_dump()
-
-
 @router.post(
     "/ingest",
     status_code=202,
@@ -85,53 +69,27 @@ def _crawl_options(crawl: CrawlOptions, url: str, container: Container) -> dict[
     responses=problem_responses(400, 404, 413),
 )
 async def ingest(
-    body: IngestRequest, container: ContainerDep, caller: CallerDep, response: Response
+    body: IngestRequest, jobs: JobServiceDep, caller: CallerDep, response: Response
 ) -> IngestAccepted:
     """Queue a page (HTML or PDF) for ingestion, or with `crawl` a whole site; the work
     happens in the background."""
-    url = body.url.strip().split("#", 1)[0]
-    await container.fetcher.check_url(url)
-    kind, options = JobKind.INGEST, dict[str, object]()
-    if body.crawl is not None:
-        kind, options = JobKind.CRAWL, {"crawl": _crawl_options(body.crawl, url, container)}
-    options["tenant"] = tenant = caller.tenant
-    if caller.key is not None:
-        limit = container.settings.key_max_active_jobs
-        if await container.job_queue.count_active(caller.key.id) >= limit:
-            raise RateLimitedError(
-                f"this API key already has {limit} jobs queued, running or paused; "
-                "try again when one ends",
-                30,
-            )
-        options["api_key"] = caller.key.id
-    collection = await container.collections.resolve(body.collection, tenant)
-    options["request_id"] = current_request_id()  # the job's log lines carry it
-    job = await container.job_queue.enqueue(kind, collection.id, url, options)
-    await container.job_events.publish(QUEUE_SIGNAL)  # an idle worker takes it at once
+    crawl = None if body.crawl is None else CrawlRequest(**body.crawl.model_dump())
+    job = await jobs.submit(body.url, caller, collection=body.collection, crawl=crawl)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return IngestAccepted(job_id=job.id, status=job.status.value, url=url)
+    return IngestAccepted(job_id=job.id, status=job.status.value, url=job.url)
 
 
 @router.get("/jobs", response_model=JobsPage)
 async def list_jobs(
-    container: ContainerDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    jobs: JobServiceDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> JobsPage:
     """The tenant's recent jobs, newest first."""
-    jobs = await container.job_queue.list_recent(limit, tenant)
-    return JobsPage(jobs=[job_read(j) for j in jobs])
-
-
-async def _tenants_job(container: Container, job_id: str, tenant: str) -> Job:
-    """The job, if it is this tenant's; another tenant's job is as unknown as a made-up id."""
-    job = await container.job_queue.get(job_id)
-    if job.tenant != tenant:
-        raise NotFoundError(f"there is no job with id {job_id!r}")
-    return job
+    return JobsPage(jobs=[job_read(j) for j in await jobs.list_recent(tenant, limit)])
 
 
 @router.get("/jobs/{job_id}", response_model=JobRead, responses=problem_responses(404))
-async def get_job(job_id: JobId, container: ContainerDep, tenant: TenantDep) -> JobRead:
-    return job_read(await _tenants_job(container, job_id, tenant))
+async def get_job(job_id: JobId, jobs: JobServiceDep, tenant: TenantDep) -> JobRead:
+    return job_read(await jobs.get(job_id, tenant))
 
 
 @router.get(
@@ -142,17 +100,14 @@ async def get_job(job_id: JobId, container: ContainerDep, tenant: TenantDep) -> 
         **problem_responses(404),
     },
 )
-async def job_events(
-    job_id: JobId, container: ContainerDep, tenant: TenantDep
-) -> StreamingResponse:
+async def job_events(job_id: JobId, jobs: JobServiceDep, tenant: TenantDep) -> StreamingResponse:
     """The job live, as server-sent events: an `event: job` with the job (as `GET
     /v1/jobs/{id}` shows it) now and after each change, a `: keep-alive` comment every
     15 s, and the end of the stream after the job reaches a final status."""
-    await _tenants_job(container, job_id, tenant)  # unknown: a 404 before the stream starts
-    snapshots = watch_job(
-        container.job_queue, container.job_events, job_id,
-        poll_seconds=EVENTS_POLL_SECONDS, max_seconds=EVENTS_MAX_SECONDS,
-    )  # fmt: skip
+    # unknown: a 404 before the stream starts
+    snapshots = await jobs.watch(
+        job_id, tenant, poll_seconds=EVENTS_POLL_SECONDS, max_seconds=EVENTS_MAX_SECONDS
+    )
     return StreamingResponse(
         _job_event_stream(snapshots),
         media_type="text/event-stream",
@@ -183,13 +138,8 @@ async def _job_event_stream(snapshots: AsyncGenerator[Job | None, None]) -> Asyn
 async def control_job(
     job_id: JobId,
     action: Annotated[str, Path(pattern="^(pause|resume|cancel)$")],
-    container: ContainerDep,
+    jobs: JobServiceDep,
     tenant: TenantDep,
 ) -> JobRead:
     """Pause, resume or cancel a job."""
-    await _tenants_job(container, job_id, tenant)
-    job = await container.job_queue.control(job_id, action)
-    await container.job_events.publish(job.id)
-    if action == "resume":
-        await container.job_events.publish(QUEUE_SIGNAL)
-    return job_read(job)
+    return job_read(await jobs.control(job_id, action, tenant))

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from skr.domain.errors import NotFoundError
 from skr.domain.models import Collection, Document
-from skr.entrypoints.api.dependencies import ContainerDep, TenantDep, get_caller
+from skr.entrypoints.api.dependencies import LibraryDep, TenantDep, get_caller
 from skr.entrypoints.api.schemas import (
     COLLECTION_NAME,
     ChunkRead,
@@ -52,14 +51,15 @@ def collection_read(collection: Collection) -> CollectionRead:
 
 @router.get("/documents", response_model=DocumentsPage, responses=problem_responses(404))
 async def list_documents(
-    container: ContainerDep,
+    library: LibraryDep,
     tenant: TenantDep,
     collection: Annotated[str, Query(pattern=COLLECTION_NAME)] = "default",
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> DocumentsPage:
-    found = await container.collections.resolve(collection, tenant)
-    documents, next_cursor = await container.store.list_documents(found.id, limit, cursor)
+    documents, next_cursor = await library.list_documents(
+        collection, tenant, limit=limit, cursor=cursor
+    )
     return DocumentsPage(documents=[document_read(d) for d in documents], next_cursor=next_cursor)
 
 
@@ -67,25 +67,23 @@ async def list_documents(
     "/documents/{document_id}", response_model=DocumentRead, responses=problem_responses(404)
 )
 async def get_document(
-    document_id: DocumentId, container: ContainerDep, tenant: TenantDep
+    document_id: DocumentId, library: LibraryDep, tenant: TenantDep
 ) -> DocumentRead:
-    return document_read(await container.store.get_document(document_id, tenant))
+    return document_read(await library.get_document(document_id, tenant))
 
 
 @router.delete("/documents/{document_id}", status_code=204, responses=problem_responses(404))
 async def delete_document(
-    document_id: DocumentId, container: ContainerDep, tenant: TenantDep
+    document_id: DocumentId, library: LibraryDep, tenant: TenantDep
 ) -> Response:
     """Delete a document with its chunks, images and vectors."""
-    document = await container.store.get_document(document_id, tenant)
-    await container.store.delete_document(document_id, tenant)
-    await container.cache.bump_generation(document.collection_id)
+    await library.delete_document(document_id, tenant)
     return Response(status_code=204)
 
 
 @router.get("/collections", response_model=CollectionsPage)
-async def list_collections(container: ContainerDep, tenant: TenantDep) -> CollectionsPage:
-    collections = await container.store.list_collections(tenant)
+async def list_collections(library: LibraryDep, tenant: TenantDep) -> CollectionsPage:
+    collections = await library.list_collections(tenant)
     return CollectionsPage(collections=[collection_read(c) for c in collections])
 
 
@@ -96,19 +94,15 @@ async def list_collections(container: ContainerDep, tenant: TenantDep) -> Collec
     responses=problem_responses(400, 409, 413),
 )
 async def create_collection(
-    body: CollectionCreate, container: ContainerDep, tenant: TenantDep
+    body: CollectionCreate, library: LibraryDep, tenant: TenantDep
 ) -> CollectionRead:
-    return collection_read(await container.store.create_collection(body.name, tenant))
+    return collection_read(await library.create_collection(body.name, tenant))
 
 
 @router.get("/chunks/{chunk_id}", response_model=ChunkRead, responses=problem_responses(404))
-async def get_chunk(chunk_id: DocumentId, container: ContainerDep, tenant: TenantDep) -> ChunkRead:
+async def get_chunk(chunk_id: DocumentId, library: LibraryDep, tenant: TenantDep) -> ChunkRead:
     """One stored chunk (or image), e.g. the passage a citation quotes."""
-    found = await container.store.get_chunks([chunk_id])
-    if not found:
-        raise NotFoundError(f"there is no chunk with id {chunk_id!r}")
-    chunk = found[0]
-    await container.store.get_document(chunk.document_id, tenant)
+    chunk = await library.get_chunk(chunk_id, tenant)
     image = chunk.image
     return ChunkRead(
         id=chunk.id,

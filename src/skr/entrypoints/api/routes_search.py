@@ -15,8 +15,12 @@ from skr.domain.errors import OverloadedError
 from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
 from skr.entrypoints.api.dependencies import (
     AskAdmissionDep,
-    ContainerDep,
+    AskDep,
+    CollectionsDep,
+    MetricsDep,
     SearchAdmissionDep,
+    SearchDep,
+    SettingsDep,
     TenantDep,
     get_caller,
 )
@@ -59,7 +63,9 @@ _KINDS: dict[str, ChunkKind | None] = {
 
 @router.get("/search", response_model=SearchResults, responses=problem_responses(404))
 async def search(
-    container: ContainerDep,
+    searcher: SearchDep,
+    collections: CollectionsDep,
+    settings: SettingsDep,
     tenant: TenantDep,
     admit: SearchAdmissionDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
@@ -68,9 +74,9 @@ async def search(
     kind: Literal["text", "image", "all"] = "all",
 ) -> SearchResults:
     """The best chunks and images for ``q``, keyword and vector results fused."""
-    with _deadline(container.settings.request_timeout_seconds, "search"):
-        found = await container.collections.resolve(collection, tenant)
-        hits = await container.search.search(found, q, k, _KINDS[kind], admit=admit)
+    with _deadline(settings.request_timeout_seconds, "search"):
+        found = await collections.resolve(collection, tenant)
+        hits = await searcher.search(found, q, k, _KINDS[kind], admit=admit)
     return SearchResults(
         hits=[
             HitRead(
@@ -134,15 +140,18 @@ def _groups(words: list[str], size: int) -> list[list[str]]:
 async def ask(
     body: AskRequest,
     request: Request,
-    container: ContainerDep,
+    asker: AskDep,
+    collections: CollectionsDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
     tenant: TenantDep,
     admit: AskAdmissionDep,
 ) -> AnswerRead | StreamingResponse:
     """An answer made from the collection's passages, each claim cited as [n]."""
-    with _deadline(container.settings.request_timeout_seconds, "answer"):
-        found = await container.collections.resolve(body.collection, tenant)
-        answer = await container.ask.ask(found, body.question, body.k, admit=admit)
-    container.metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
+    with _deadline(settings.request_timeout_seconds, "answer"):
+        found = await collections.resolve(body.collection, tenant)
+        answer = await asker.ask(found, body.question, body.k, admit=admit)
+    metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
     read = answer_read(answer)
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(_answer_events(read), media_type="text/event-stream")

@@ -302,7 +302,7 @@ def worker() -> None:
     async def run() -> None:
         async with build_container(settings) as container:
             freeze_startup_heap()
-            _err.print(f"worker {container.worker.owner} running; Ctrl-C stops it")
+            _err.print(f"worker {container.services.worker.owner} running; Ctrl-C stops it")
             await serve_worker_http(container)  # /livez, /readyz, /metrics when a port is set
 
     anyio.run(run)

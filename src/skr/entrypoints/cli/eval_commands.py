@@ -92,21 +92,22 @@ def run_eval(
 async def _index_and_evaluate(
     container: Container, dataset: BeirDataset, split: str, progress: Progress
 ) -> EvalRun:
-    store = container.store
-    collection = await store.create_collection(f"eval-{secrets.token_hex(4)}", DEFAULT_TENANT)
+    services = container.services
+    name = f"eval-{secrets.token_hex(4)}"
+    collection = await services.library.create_collection(name, DEFAULT_TENANT)
     try:
         documents = text_documents(dataset)
         started = time.perf_counter()
-        outcomes = await container.ingest.ingest_texts(
+        outcomes = await services.ingest.ingest_texts(
             documents,
             collection_id=collection.id,
             on_progress=_bar(progress, "indexing documents", len(documents)),
         )
         ingest_seconds = time.perf_counter() - started
-        await store.refresh_statistics()
+        await container.adapters.backend.store.refresh_statistics()
         document_id = document_id_of(dataset.name)
         report = await evaluate(
-            container.search,
+            services.search,
             collection,
             dataset.queries,
             dataset.qrels,
@@ -116,7 +117,7 @@ async def _index_and_evaluate(
             ),
         )
         citations = await evaluate_citations(
-            container.ask,
+            services.ask,
             collection,
             dataset.queries,
             dataset.qrels,
@@ -156,11 +157,14 @@ async def _empty_collection(container: Container, collection: Collection) -> Non
     """A shared PostgreSQL keeps no evaluation documents (the port deletes no collections,
     so an empty ``eval-…`` collection stays)."""
     while True:
-        documents, _ = await container.store.list_documents(collection.id, _DELETE_PAGE, None)
+        library = container.services.library
+        documents, _ = await library.list_documents(
+            collection.name, collection.tenant, limit=_DELETE_PAGE, cursor=None
+        )
         if not documents:
             return
         for document in documents:
-            await container.store.delete_document(document.id, collection.tenant)
+            await library.delete_document(document.id, collection.tenant)
 
 
 def print_run(run: EvalRun, console: Console, *, as_json: bool) -> None:

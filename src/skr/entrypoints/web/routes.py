@@ -12,15 +12,23 @@ from starlette.staticfiles import StaticFiles
 
 from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
-from skr.entrypoints.api.dependencies import AskAdmissionDep, ContainerDep, SearchAdmissionDep
+from skr.entrypoints.api.dependencies import (
+    AskAdmissionDep,
+    AskDep,
+    JobServiceDep,
+    LibraryDep,
+    MetricsDep,
+    SearchAdmissionDep,
+    SearchDep,
+)
 from skr.entrypoints.api.routes_jobs import job_read
 from skr.entrypoints.api.routes_search import answer_read
 from skr.entrypoints.api.schemas import COLLECTION_NAME
 from skr.entrypoints.web.signin import SignIn
 from skr.entrypoints.web.signin import WebTenantDep as TenantDep
 from skr.entrypoints.web.templating import build_environment
+from skr.services.library import LibraryService
 from skr.services.search import MAX_QUERY_CHARS
-from skr.wiring.container import Container
 
 STATIC_PATH = "/static"
 
@@ -80,7 +88,9 @@ class WebPages:
 
     async def home(
         self,
-        container: ContainerDep,
+        library: LibraryDep,
+        asker: AskDep,
+        metrics: MetricsDep,
         tenant: TenantDep,
         admit: AskAdmissionDep,
         question: Annotated[str, Query(max_length=2000)] = "",
@@ -88,12 +98,12 @@ class WebPages:
     ) -> HTMLResponse:
         """Search and ask. With ``question`` the answer is rendered here too, so the page
         answers without JavaScript; with it, skr.js streams answers instead."""
-        collections = await container.store.list_collections(tenant)
-        found = await _collection_or_none(container, collection, tenant)
+        collections = await library.list_collections(tenant)
+        found = await _collection_or_none(library, collection, tenant)
         answer = None
         if question.strip() and found is not None:
-            result = await container.ask.ask(found, question.strip(), ASK_PASSAGES, admit=admit)
-            container.metrics.answers.labels(result.mode, str(result.degraded).lower()).inc()
+            result = await asker.ask(found, question.strip(), ASK_PASSAGES, admit=admit)
+            metrics.answers.labels(result.mode, str(result.degraded).lower()).inc()
             answer = answer_read(result)
         return self.render(
             "index.html",
@@ -108,7 +118,8 @@ class WebPages:
 
     async def search(
         self,
-        container: ContainerDep,
+        library: LibraryDep,
+        searcher: SearchDep,
         tenant: TenantDep,
         admit: SearchAdmissionDep,
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
@@ -116,14 +127,12 @@ class WebPages:
         collection: CollectionParam = DEFAULT_COLLECTION,
     ) -> HTMLResponse:
         """Results for ``q``, matching words marked."""
-        collections = await container.store.list_collections(tenant)
-        found = await _collection_or_none(container, collection, tenant)
+        collections = await library.list_collections(tenant)
+        found = await _collection_or_none(library, collection, tenant)
         query = q.strip()
         hits: list[Hit] = []
         if query and found is not None:
-            hits = await container.search.search(
-                found, query, SEARCH_RESULTS, _KINDS[kind], admit=admit
-            )
+            hits = await searcher.search(found, query, SEARCH_RESULTS, _KINDS[kind], admit=admit)
         return self.render(
             "search.html",
             status_code=200 if found is not None else 404,
@@ -138,19 +147,19 @@ class WebPages:
 
     async def documents(
         self,
-        container: ContainerDep,
+        library: LibraryDep,
         tenant: TenantDep,
         collection: CollectionParam = DEFAULT_COLLECTION,
         cursor: Annotated[str | None, Query(max_length=64)] = None,
     ) -> HTMLResponse:
         """The library: collections, and one collection's documents a page at a time."""
-        collections = await container.store.list_collections(tenant)
-        found = await _collection_or_none(container, collection, tenant)
+        collections = await library.list_collections(tenant)
+        found = await _collection_or_none(library, collection, tenant)
         documents: list[Document] = []
         next_cursor: str | None = None
         if found is not None:
-            documents, next_cursor = await container.store.list_documents(
-                found.id, DOCUMENTS_PER_PAGE, cursor
+            documents, next_cursor = await library.list_documents(
+                collection, tenant, limit=DOCUMENTS_PER_PAGE, cursor=cursor
             )
         return self.render(
             "documents.html",
@@ -163,10 +172,12 @@ class WebPages:
             error=None if found is not None else _no_collection(collection),
         )
 
-    async def jobs(self, container: ContainerDep, tenant: TenantDep) -> HTMLResponse:
+    async def jobs(
+        self, library: LibraryDep, job_service: JobServiceDep, tenant: TenantDep
+    ) -> HTMLResponse:
         """Sources: the form that adds a page or a crawl, and recent jobs (live in skr.js)."""
-        collections = await container.store.list_collections(tenant)
-        jobs = await container.job_queue.list_recent(JOBS_SHOWN, tenant)
+        collections = await library.list_collections(tenant)
+        jobs = await job_service.list_recent(tenant, JOBS_SHOWN)
         names = {c.id: c.name for c in collections}
         return self.render(
             "jobs.html",
@@ -174,14 +185,14 @@ class WebPages:
             collections=collections,
             collection_names=names,
             jobs=[job_read(j) for j in jobs if j.collection_id in names],
-            max_pages_limit=container.settings.crawl_max_pages_limit,
+            max_pages_limit=job_service.limits.max_pages,
             default_crawl_pages=DEFAULT_CRAWL_PAGES,
         )
 
 
-async def _collection_or_none(container: Container, name: str, tenant: str) -> Collection | None:
+async def _collection_or_none(library: LibraryService, name: str, tenant: str) -> Collection | None:
     try:
-        return await container.collections.resolve(name, tenant)
+        return await library.collection(name, tenant)
     except NotFoundError:
         return None
 

@@ -45,14 +45,14 @@ class SignIn:
         self._render = render
 
     async def form(self, request: Request) -> HTMLResponse:
-        open_mode = await get_container(request).access.open_mode()
+        open_mode = await get_container(request).services.access.open_mode()
         return self._render("signin.html", active="signin", open_mode=open_mode)
 
     async def submit(self, request: Request) -> Response:
         body = (await request.body())[:_MAX_FORM_BYTES].decode("utf-8", "replace")
         key = (parse_qs(body).get("key") or [""])[0].strip()
         try:
-            await get_container(request).access.authenticate(key)
+            await get_container(request).services.access.authenticate(key)
         except AuthenticationError as exc:
             return self._render("signin.html", 401, active="signin", open_mode=False,
                                 error=exc.detail)  # fmt: skip
