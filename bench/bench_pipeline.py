@@ -25,7 +25,7 @@ from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.domain.models import DEFAULT_COLLECTION, DEFAULT_TENANT
 from skr.services.chunking import chunk_embedding_text, split_into_chunks
 from skr.services.extraction.html import extract_page
-from skr.settings import Settings
+from skr.settings import CacheSettings, Settings
 from skr.wiring.container import build_container
 
 QUERIES = [
@@ -54,10 +54,10 @@ async def embedder_alone(site: Path) -> tuple[int, float, float, float]:
     used in core-seconds (every thread of this process)."""
     settings = Settings()  # the server's embedder, as configured
     embedder = OnnxMiniLMEmbedder.loaded(
-        threads=settings.embed_threads,
-        parallel_batches=settings.embed_parallel_batches,
-        batch_size=settings.embed_batch_size,
-        max_batch_tokens=settings.embed_max_batch_tokens,
+        threads=settings.embed.threads,
+        parallel_batches=settings.embed.parallel_batches,
+        batch_size=settings.embed.batch_size,
+        max_batch_tokens=settings.embed.max_batch_tokens,
     )
     texts: list[str] = []
     started = time.perf_counter()
@@ -107,7 +107,7 @@ def http_latencies(server: SkrServer, rounds: int) -> list[float]:
 
 
 async def in_process_latencies(data_dir: Path, rounds: int) -> list[float]:
-    settings = Settings(data_dir=data_dir, run_workers=False, cache_max_entries=0)
+    settings = Settings(data_dir=data_dir, run_workers=False, cache=CacheSettings(max_entries=0))
     samples = []
     async with build_container(settings) as container:
         collection = await container.adapters.backend.store.get_collection(

@@ -33,9 +33,9 @@ PAGES_AT_ONCE = 4
 def load(max_batch_tokens: int) -> OnnxMiniLMEmbedder:
     settings = Settings()
     return OnnxMiniLMEmbedder.loaded(
-        threads=settings.embed_threads,
-        parallel_batches=settings.embed_parallel_batches,
-        batch_size=settings.embed_batch_size,
+        threads=settings.embed.threads,
+        parallel_batches=settings.embed.parallel_batches,
+        batch_size=settings.embed.batch_size,
         max_batch_tokens=max_batch_tokens,
     )
 

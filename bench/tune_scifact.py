@@ -36,13 +36,13 @@ from skr.domain.query_terms import keyword_terms, query_terms
 from skr.domain.ranking import DEFAULT_KEYWORD_WEIGHT, fuse_scores
 from skr.entrypoints.cli.eval_commands import text_documents
 from skr.services.evaluation import document_id_of, load_beir, mean_metrics
-from skr.settings import Settings
+from skr.settings import CacheSettings, Settings
 from skr.wiring.container import build_container
 
 DATASET = ROOT.parent / "shared" / "data" / "scifact"
 COLLECTION = "scifact"
 DEPTH = 400
-USER_CANDIDATES = Settings().search_candidates
+USER_CANDIDATES = Settings().search.candidates
 K_VALUES = (10, 100)
 console = Console(stderr=True, highlight=False, width=160)
 
@@ -50,7 +50,7 @@ Ranked = list[tuple[str, float]]  # chunk id, score; best first
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(run_workers=False, data_dir=data_dir, cache_ttl_seconds=0)
+    return Settings(run_workers=False, data_dir=data_dir, cache=CacheSettings(ttl_seconds=0))
 
 
 async def index(data_dir: Path) -> None:

@@ -127,7 +127,7 @@ def build_target(data_dir: Path, *, keyed: bool, **settings: Any) -> FuzzTarget:
             "anonymous": {},
         }
     defaults: dict[str, Any] = {
-        "max_request_bytes": 100_000, "key_rate_per_second": 10_000, "key_rate_burst": 10_000,
+        "max_request_bytes": 100_000, "key": {"rate_per_second": 10_000, "rate_burst": 10_000},
     }  # fmt: skip
     factory = fake_container_factory(
         {URL: PAGE}, api_keys=store, fetcher=GuardedFetcher(DictFetcher({URL: PAGE}))

@@ -26,7 +26,10 @@ from tests.fakes.fake_store import InMemoryStore
 # Settings a test does not set itself: a worker that looks for work this often, so a test
 # waits milliseconds, not the production half second, for a job to start; and keys made
 # mid-test take effect at once, not after the production five seconds of caching.
-QUICK_SETTINGS: dict[str, object] = {"job_poll_seconds": 0.01, "key_cache_seconds": 0.0}
+QUICK_SETTINGS: dict[str, dict[str, object]] = {
+    "job": {"poll_seconds": 0.01},
+    "key": {"cache_seconds": 0.0},
+}
 
 
 def fake_adapters(
@@ -58,8 +61,12 @@ def fake_adapters(
 
 def quick(settings: Settings, **overrides: object) -> Settings:
     """``settings`` with :data:`QUICK_SETTINGS` where the test left them unset."""
-    unset = {k: v for k, v in QUICK_SETTINGS.items() if k not in settings.model_fields_set}
-    return settings.model_copy(update={**unset, **overrides})
+    update: dict[str, object] = {}
+    for name, values in QUICK_SETTINGS.items():
+        section = getattr(settings, name)
+        unset = {k: v for k, v in values.items() if k not in section.model_fields_set}
+        update[name] = section.model_copy(update=unset)
+    return settings.model_copy(update={**update, **overrides})
 
 
 def fake_container_factory(

@@ -31,7 +31,7 @@ from skr.entrypoints.api.admission import (
     gate_of,
 )
 from skr.entrypoints.api.app import create_app
-from skr.settings import Settings
+from skr.settings import AdmissionSettings, Settings
 from tests.fakes.fake_clock import ManualClock
 from tests.fakes.fake_container import fake_container_factory
 
@@ -94,9 +94,11 @@ async def test_a_gate_runs_its_limit_queues_briefly_and_sheds_the_rest() -> None
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path, admission_search_concurrency=1, admission_search_queue=0,
-        admission_unready_sheds=3, admission_unready_window_seconds=0.5,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        admission=AdmissionSettings(
+            search_concurrency=1, search_queue=0, unready_sheds=3, unready_window_seconds=0.5
+        ),
+    )
     app = create_app(settings, fake_container_factory({}))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
@@ -300,7 +302,7 @@ async def test_past_its_in_flight_cap_a_process_sheds_every_class_but_streams() 
         await PlainTextResponse("done")(scope, receive, send)
 
     admission = Admission.from_settings(
-        Settings(admission_max_in_flight=1, admission_adaptive=False)
+        Settings(admission=AdmissionSettings(max_in_flight=1, adaptive=False))
     )
     shed: list[str] = []
     admission.on_shed = shed.append

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from skr.domain.access import Scope
 from skr.entrypoints.api.app import create_app
 from skr.services.access import AccessService
-from skr.settings import Settings
+from skr.settings import KeySettings, Settings
 from tests.fakes.fake_api_keys import InMemoryApiKeyStore
 from tests.fakes.fake_container import fake_container_factory
 from tests.unit.test_ingest_and_worker import PAGE, URL
@@ -47,7 +47,7 @@ def make_keys(store: InMemoryApiKeyStore, client: TestClient) -> Keys:
 @pytest.fixture
 def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, Keys]]:
     store = InMemoryApiKeyStore()
-    settings = Settings(data_dir=tmp_path, key_rate_per_second=1000, key_rate_burst=1000)
+    settings = Settings(data_dir=tmp_path, key=KeySettings(rate_per_second=1000, rate_burst=1000))
     app = create_app(settings, fake_container_factory({URL: PAGE}, api_keys=store))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, make_keys(store, client)
@@ -209,7 +209,7 @@ def test_another_tenant_sees_counts_and_touches_nothing(keyed: tuple[TestClient,
 def test_a_key_over_its_rate_or_its_jobs_gets_429(tmp_path: Path) -> None:
     store = InMemoryApiKeyStore()
     settings = Settings(
-        data_dir=tmp_path, key_rate_per_second=0.5, key_rate_burst=3, key_max_active_jobs=1
+        data_dir=tmp_path, key=KeySettings(rate_per_second=0.5, rate_burst=3, max_active_jobs=1)
     )
     app = create_app(
         settings, fake_container_factory({URL: PAGE}, api_keys=store, run_worker=False)

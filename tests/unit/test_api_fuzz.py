@@ -96,7 +96,7 @@ def test_api_with_keys_answers_only_what_its_schema_declares(
 def test_rate_limited_answers_match_the_schema(tmp_path: Path) -> None:
     """The fuzzer never runs a key out of its rate; this does, and holds the 429 (with
     its Retry-After) to the schema the same way."""
-    target = build_target(tmp_path, keyed=True, key_rate_per_second=0.01, key_rate_burst=200)
+    target = build_target(tmp_path, keyed=True, key={"rate_per_second": 0.01, "rate_burst": 200})
     try:
         case = target.operation("GET /v1/collections").Case()
         statuses = [target.call_and_check(case, "admin", False).status_code for _ in range(201)]

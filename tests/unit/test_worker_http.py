@@ -11,7 +11,7 @@ import pytest
 
 from skr.domain.models import JobKind
 from skr.entrypoints.worker import serve_worker_http, worker_app
-from skr.settings import Settings
+from skr.settings import Settings, WorkerSettings
 from tests.fakes.fake_container import fake_container_factory
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +48,7 @@ def _free_port() -> int:
 
 async def test_served_on_the_configured_port_until_cancelled(tmp_path: Path) -> None:
     port = _free_port()
-    settings = Settings(data_dir=tmp_path, worker_http_port=port)
+    settings = Settings(data_dir=tmp_path, worker=WorkerSettings(http_port=port))
     async with (
         fake_container_factory({}, run_worker=False)(settings) as container,
         anyio.create_task_group() as group,

@@ -42,13 +42,13 @@ def worker_app(container: Container) -> FastAPI:
 async def serve_worker_http(container: Container) -> None:
     """Serve until cancelled (or, with no port set, only wait)."""
     settings = container.settings
-    if settings.worker_http_port is None:
+    if settings.worker.http_port is None:
         await anyio.sleep_forever()
         return
     config = uvicorn.Config(
         worker_app(container),
         host=settings.host,
-        port=settings.worker_http_port,
+        port=settings.worker.http_port,
         log_config=None,  # the CLI configured logging already
         access_log=False,  # probes and scrapes every few seconds are not news
         lifespan="off",

@@ -81,13 +81,13 @@ async def build_adapters(settings: Settings, metrics: Metrics, stack: AsyncExitS
     """Load the model, open the stores of the mode the settings select and the clients;
     each is closed when ``stack`` closes."""
     model = OnnxMiniLMEmbedder(
-        threads=settings.embed_threads,
-        parallel_batches=settings.embed_parallel_batches,
-        batch_size=settings.embed_batch_size,
-        max_batch_tokens=settings.embed_max_batch_tokens,
+        threads=settings.embed.threads,
+        parallel_batches=settings.embed.parallel_batches,
+        batch_size=settings.embed.batch_size,
+        max_batch_tokens=settings.embed.max_batch_tokens,
         # only where queries and ingest batches share the model: embedded `skr serve`
-        query_session=settings.embed_query_session and settings.run_workers,
-        batch_niceness=settings.ingest_niceness,
+        query_session=settings.embed.query_session and settings.run_workers,
+        batch_niceness=settings.ingest.niceness,
     )
     await anyio.to_thread.run_sync(model.load)
     stack.callback(model.close)
@@ -97,11 +97,11 @@ async def build_adapters(settings: Settings, metrics: Metrics, stack: AsyncExitS
     backend.cache = MeteredCache(backend.cache, metrics.cache_lookups)
     fetcher = HttpxFetcher(
         user_agent=settings.user_agent,
-        connect_timeout=settings.fetch_connect_timeout_seconds,
-        read_timeout=settings.fetch_read_timeout_seconds,
-        total_timeout=settings.fetch_total_timeout_seconds,
-        max_bytes=settings.fetch_max_bytes,
-        max_redirects=settings.fetch_max_redirects,
+        connect_timeout=settings.fetch.connect_timeout_seconds,
+        read_timeout=settings.fetch.read_timeout_seconds,
+        total_timeout=settings.fetch.total_timeout_seconds,
+        max_bytes=settings.fetch.max_bytes,
+        max_redirects=settings.fetch.max_redirects,
         allow_private=settings.allow_private_networks,
     )
     await stack.enter_async_context(fetcher)
@@ -118,34 +118,34 @@ async def build_adapters(settings: Settings, metrics: Metrics, stack: AsyncExitS
 
 
 def _generator(settings: Settings, backend: Backend) -> OpenAIGenerator | None:
-    if not settings.llm_base_url:
+    if not settings.llm.base_url:
         return None
     return OpenAIGenerator(
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key.get_secret_value(),
-        model=settings.llm_model,
-        timeout_seconds=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-        breaker_failures=settings.llm_breaker_failures,
-        breaker_reset_seconds=settings.llm_breaker_reset_seconds,
+        base_url=settings.llm.base_url,
+        api_key=settings.llm.api_key.get_secret_value(),
+        model=settings.llm.model,
+        timeout_seconds=settings.llm.timeout_seconds,
+        max_retries=settings.llm.max_retries,
+        breaker_failures=settings.llm.breaker_failures,
+        breaker_reset_seconds=settings.llm.breaker_reset_seconds,
         # the extractive fallback must still fit in the request's own deadline
         deadline_seconds=min(
-            settings.llm_timeout_seconds * (settings.llm_max_retries + 1),
+            settings.llm.timeout_seconds * (settings.llm.max_retries + 1),
             settings.request_timeout_seconds * 0.6,
         ),
         limiter=backend.host_limiter,
-        max_concurrency=settings.llm_max_concurrency,
-        queue_seconds=settings.llm_queue_seconds,
+        max_concurrency=settings.llm.max_concurrency,
+        queue_seconds=settings.llm.queue_seconds,
     )
 
 
 def _image_reader(settings: Settings) -> ImageReader | None:
-    if not settings.ocr_enabled:
+    if not settings.ocr.enabled:
         return None
     return TesseractImageReader(
-        languages=settings.ocr_languages,
-        timeout_seconds=settings.ocr_timeout_seconds,
-        niceness=settings.ingest_niceness,
+        languages=settings.ocr.languages,
+        timeout_seconds=settings.ocr.timeout_seconds,
+        niceness=settings.ingest.niceness,
     )
 
 
@@ -156,10 +156,10 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
     polite = PoliteFetcher(
         adapters.fetcher,
         backend.host_limiter,
-        interval_seconds=settings.crawl_host_interval_seconds,
-        per_host_concurrency=settings.crawl_host_concurrency,
-        max_delay_seconds=settings.crawl_max_delay_seconds,
-        slot_lease_seconds=settings.fetch_total_timeout_seconds * 2,
+        interval_seconds=settings.crawl.host_interval_seconds,
+        per_host_concurrency=settings.crawl.host_concurrency,
+        max_delay_seconds=settings.crawl.max_delay_seconds,
+        slot_lease_seconds=settings.fetch.total_timeout_seconds * 2,
     )
     ingest = _ingest_service(settings, adapters, polite)
     crawl = CrawlService(
@@ -169,9 +169,9 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
         store=store,
         user_agent=settings.user_agent,
         settings=CrawlSettings(
-            concurrency=settings.crawl_concurrency,
-            lease_seconds=settings.crawl_url_lease_seconds,
-            max_attempts=settings.crawl_url_attempts,
+            concurrency=settings.crawl.concurrency,
+            lease_seconds=settings.crawl.url_lease_seconds,
+            max_attempts=settings.crawl.url_attempts,
         ),
         on_page=_page_counter(metrics),
     )
@@ -179,11 +179,11 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
         store=store,
         embedder=adapters.embedder,
         cache=cache,
-        candidates=settings.search_candidates,
-        rrf_k=settings.rrf_k,
-        cache_ttl_seconds=settings.cache_ttl_seconds,
-        fusion=Fusion(settings.search_fusion),
-        keyword_weight=settings.search_keyword_weight,
+        candidates=settings.search.candidates,
+        rrf_k=settings.search.rrf_k,
+        cache_ttl_seconds=settings.cache.ttl_seconds,
+        fusion=Fusion(settings.search.fusion),
+        keyword_weight=settings.search.keyword_weight,
     )
     collections = CollectionResolver(store)
     readiness = ReadinessCheck(
@@ -205,8 +205,8 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
             fetcher=adapters.fetcher,
             collections=collections,
             limits=JobLimits(
-                max_pages=settings.crawl_max_pages_limit,
-                key_max_active_jobs=settings.key_max_active_jobs,
+                max_pages=settings.crawl.max_pages_limit,
+                key_max_active_jobs=settings.key.max_active_jobs,
             ),
         ),
         library=LibraryService(store=store, collections=collections, ingest=ingest),
@@ -214,17 +214,17 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
             queue=backend.job_queue,
             ingest=ingest,
             options=WorkerOptions(
-                concurrency=settings.worker_concurrency,
-                lease_seconds=settings.job_lease_seconds,
-                poll_seconds=settings.job_poll_seconds,
+                concurrency=settings.worker.concurrency,
+                lease_seconds=settings.job.lease_seconds,
+                poll_seconds=settings.job.poll_seconds,
             ),
             on_page=_page_counter(metrics),
             events=backend.job_events,
             crawl=crawl,
         ),
-        access=AccessService(backend.api_keys, cache_seconds=settings.key_cache_seconds),
+        access=AccessService(backend.api_keys, cache_seconds=settings.key.cache_seconds),
         key_limiter=KeyRateLimiter(
-            rate=settings.key_rate_per_second, burst=settings.key_rate_burst
+            rate=settings.key.rate_per_second, burst=settings.key.rate_burst
         ),
         readiness=readiness,
         gauges=ScrapeGauges(
@@ -243,14 +243,14 @@ def _ingest_service(settings: Settings, adapters: Adapters, polite: PoliteFetche
         store=adapters.backend.store,
         embedder=adapters.embedder,
         cache=adapters.backend.cache,
-        max_tokens=settings.chunk_max_tokens,
-        extraction_processes=settings.extraction_processes,
-        extraction_niceness=settings.ingest_niceness,
+        max_tokens=settings.ingest.chunk_max_tokens,
+        extraction_processes=settings.ingest.extraction_processes,
+        extraction_niceness=settings.ingest.niceness,
         image_reader=adapters.image_reader,
         image_options=ImageOptions(
-            max_per_page=settings.image_max_per_page,
-            max_bytes=settings.image_max_bytes,
-            min_side=settings.image_min_side_pixels,
+            max_per_page=settings.image.max_per_page,
+            max_bytes=settings.image.max_bytes,
+            min_side=settings.image.min_side_pixels,
         ),
     )
 

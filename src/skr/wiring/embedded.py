@@ -69,8 +69,8 @@ async def embedded_backend(
 
     return Backend(
         store=store,
-        job_queue=SQLiteJobQueue(database, max_attempts=settings.job_max_attempts),
-        cache=MemoryCache(settings.cache_max_entries),
+        job_queue=SQLiteJobQueue(database, max_attempts=settings.job.max_attempts),
+        cache=MemoryCache(settings.cache.max_entries),
         job_events=MemoryJobEvents(),
         frontier=SQLiteCrawlFrontier(database),
         host_limiter=InMemoryHostLimiter(),

@@ -32,9 +32,9 @@ async def open_postgres(
     assert settings.database_url is not None
     database = PostgresDatabase(
         settings.database_url,
-        min_size=min(settings.db_pool_min_size, max_size),
+        min_size=min(settings.db_pool.min_size, max_size),
         max_size=max_size,
-        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+        pool_timeout_seconds=settings.db_pool.timeout_seconds,
     )
     await database.open()
     stack.push_async_callback(database.close)
@@ -63,13 +63,13 @@ async def scale_out_backend(
     from skr.adapters.postgres.store import PostgresStore
 
     database = await open_postgres(
-        settings, stack, max_size=settings.db_pool_max_size, wait_for_server=False
+        settings, stack, max_size=settings.db_pool.max_size, wait_for_server=False
     )
     store = PostgresStore(database, model_id=embedder.model_id, dimensions=embedder.dimensions)
     backend = Backend(
         store=store,
-        job_queue=PostgresJobQueue(database, max_attempts=settings.job_max_attempts),
-        cache=MemoryCache(settings.cache_max_entries),
+        job_queue=PostgresJobQueue(database, max_attempts=settings.job.max_attempts),
+        cache=MemoryCache(settings.cache.max_entries),
         # Without Redis, events reach only this process's watchers; the API and the
         # workers are separate processes, so watchers fall back to re-reading the job.
         job_events=MemoryJobEvents(),

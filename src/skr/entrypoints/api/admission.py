@@ -276,31 +276,31 @@ class Admission:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Admission:
-        s, wait = settings, settings.admission_wait_seconds
+        s, wait = settings, settings.admission.wait_seconds
 
         def adapting(concurrency: int, queue: int) -> GateLimits:
             return GateLimits(
                 concurrency,
                 queue,
                 wait,
-                adaptive=s.admission_adaptive,
-                tolerance=s.admission_latency_tolerance,
-                slack_seconds=s.admission_latency_slack_seconds,
+                adaptive=s.admission.adaptive,
+                tolerance=s.admission.latency_tolerance,
+                slack_seconds=s.admission.latency_slack_seconds,
             )
 
         limits = {
-            SEARCH: adapting(s.admission_search_concurrency, s.admission_search_queue),
-            ASK: adapting(s.admission_ask_concurrency, s.admission_ask_queue),
-            WRITE: GateLimits(s.admission_write_concurrency, s.admission_write_queue, wait),
-            READ: adapting(s.admission_read_concurrency, s.admission_read_queue),
-            PAGE: GateLimits(s.admission_read_concurrency, s.admission_read_queue, wait),
-            STREAM: GateLimits(s.admission_stream_concurrency, 0, 0.0),
+            SEARCH: adapting(s.admission.search_concurrency, s.admission.search_queue),
+            ASK: adapting(s.admission.ask_concurrency, s.admission.ask_queue),
+            WRITE: GateLimits(s.admission.write_concurrency, s.admission.write_queue, wait),
+            READ: adapting(s.admission.read_concurrency, s.admission.read_queue),
+            PAGE: GateLimits(s.admission.read_concurrency, s.admission.read_queue, wait),
+            STREAM: GateLimits(s.admission.stream_concurrency, 0, 0.0),
         }
         return cls(
             {name: AdmissionGate(name, limit) for name, limit in limits.items()},
-            hard_sheds=settings.admission_unready_sheds,
-            hard_window_seconds=settings.admission_unready_window_seconds,
-            max_in_flight=settings.admission_max_in_flight,
+            hard_sheds=settings.admission.unready_sheds,
+            hard_window_seconds=settings.admission.unready_window_seconds,
+            max_in_flight=settings.admission.max_in_flight,
         )
 
     def shedding_hard(self) -> list[str]:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from skr.entrypoints.cli.job_watch import follow_job_events, poll_job
 from skr.entrypoints.cli.keys_commands import keys_app
-from skr.settings import Settings
+from skr.settings import EmbedSettings, Settings
 
 app = typer.Typer(
     help="SKR, the Smart Knowledge Repository: turn web sites into a knowledge base.",
@@ -294,7 +294,8 @@ def worker() -> None:
     from skr.runtime.startup_heap import freeze_startup_heap
     from skr.wiring.container import build_container
 
-    settings = Settings(run_workers=True, embed_query_session=False)  # it answers no query
+    # it answers no query
+    settings = Settings(run_workers=True, embed=EmbedSettings(query_session=False))
     _configure_logging(settings)
     if settings.database_url is None:
         _fail("`skr worker` needs SKR_DATABASE_URL; embedded, `skr serve` runs the workers")

@@ -31,7 +31,7 @@ from skr.services.evaluation import (
     source_id,
 )
 from skr.services.ingest import TextDocument
-from skr.settings import Settings
+from skr.settings import CacheSettings, LLMSettings, Settings
 from skr.wiring.container import Container, build_container
 
 _DELETE_PAGE = 500
@@ -79,7 +79,10 @@ def run_eval(
     with tempfile.TemporaryDirectory(prefix="skr-eval-") as data_dir, progress:
         # extractive answers only: the citation rate measures retrieval, not a remote model
         settings = Settings(
-            run_workers=False, data_dir=Path(data_dir), cache_ttl_seconds=0, llm_base_url=None
+            run_workers=False,
+            data_dir=Path(data_dir),
+            cache=CacheSettings(ttl_seconds=0),
+            llm=LLMSettings(base_url=None),
         )
 
         async def go() -> EvalRun:
