@@ -13,6 +13,14 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
+
+from skr.adapters.httpx_fetcher import HttpxFetcher
+from skr.adapters.memory.cache import MemoryCache
+from skr.adapters.memory.host_limiter import InMemoryHostLimiter
+from skr.domain.models import Job, JobKind, JobStatus
+from skr.services.crawl.polite_fetcher import PoliteFetcher
+from skr.services.crawl.service import CrawlService, CrawlSettings
+from skr.services.ingest import IngestService
 from tests.e2e.hostile_site import (
     CASES_LINKED,
     SITEMAP_PRIVATE_ENTRY,
@@ -24,14 +32,6 @@ from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.fakes.fake_store import InMemoryStore
 from tests.integration.httpx.test_httpx_fetcher import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
-
-from skr.adapters.httpx_fetcher import HttpxFetcher
-from skr.adapters.memory.cache import MemoryCache
-from skr.adapters.memory.host_limiter import InMemoryHostLimiter
-from skr.domain.models import Job, JobKind, JobStatus
-from skr.services.crawl.polite_fetcher import PoliteFetcher
-from skr.services.crawl.service import CrawlService, CrawlSettings
-from skr.services.ingest import IngestService
 
 pytestmark = pytest.mark.anyio
 

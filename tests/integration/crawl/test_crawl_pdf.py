@@ -8,12 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.e2e.servers import static_site
-from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
-from tests.fakes.fake_embedder import FakeEmbedder
-from tests.fakes.fake_job_queue import InMemoryJobQueue
-from tests.fakes.fake_store import InMemoryStore
-from tests.unit.test_pdf_extraction import make_pdf
 
 from skr.adapters.httpx_fetcher import HttpxFetcher
 from skr.adapters.memory.cache import MemoryCache
@@ -24,6 +18,12 @@ from skr.services.crawl.polite_fetcher import PoliteFetcher
 from skr.services.crawl.service import CrawlService, CrawlSettings
 from skr.services.ingest import IngestService, PageOutcomeKind
 from skr.services.search import SearchService
+from tests.e2e.servers import static_site
+from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
+from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_job_queue import InMemoryJobQueue
+from tests.fakes.fake_store import InMemoryStore
+from tests.unit.test_pdf_extraction import make_pdf
 
 pytestmark = pytest.mark.anyio
 

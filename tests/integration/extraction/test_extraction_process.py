@@ -11,13 +11,13 @@ import sys
 import anyio
 import psutil
 import pytest
-from tests.fakes.fake_embedder import FakeEmbedder
-from tests.fakes.fake_fetcher import DictFetcher
-from tests.fakes.fake_store import InMemoryStore
 
 from skr.adapters.memory.cache import MemoryCache
 from skr.domain.errors import FetchError
 from skr.services.ingest import IngestService, PageOutcomeKind
+from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_fetcher import DictFetcher
+from tests.fakes.fake_store import InMemoryStore
 
 pytestmark = pytest.mark.anyio
 

@@ -17,6 +17,11 @@ from typing import Any
 
 import anyio
 import pytest
+
+from skr.adapters.httpx_fetcher import HttpxFetcher, _retry_after
+from skr.domain.errors import BlockedURLError, FetchError
+from skr.services.extraction.content_sniffing import looks_like_text
+from skr.services.extraction.html import extract_page
 from tests.e2e.hostile_site import (
     BINARY_BODY,
     BOMB_INFLATED_BYTES,
@@ -33,11 +38,6 @@ from tests.e2e.hostile_site import (
     hostile_site,
 )
 from tests.integration.httpx.test_httpx_fetcher import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
-
-from skr.adapters.httpx_fetcher import HttpxFetcher, _retry_after
-from skr.domain.errors import BlockedURLError, FetchError
-from skr.services.extraction.content_sniffing import looks_like_text
-from skr.services.extraction.html import extract_page
 
 pytestmark = pytest.mark.anyio
 

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import pytest
-from tests.fakes.fake_clock import ManualClock
-from tests.fakes.fake_llm_server import FakeLLMServer
-
 import openai
+import pytest
+
 from skr.adapters.openai_generator import SYSTEM_PROMPT, OpenAIGenerator
 from skr.domain.errors import GenerationError
 from skr.ports.generator import Generator, NumberedPassage
+from tests.fakes.fake_clock import ManualClock
+from tests.fakes.fake_llm_server import FakeLLMServer
 
 PASSAGES = [
     NumberedPassage(1, "France", "https://example.org/france", "Paris is the capital. It is big."),

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from tests.fixtures.stores import fresh_postgres
 
 from skr.adapters.postgres.database import PostgresDatabase
 from skr.adapters.postgres.job_queue import PostgresJobQueue
 from skr.domain.errors import ConflictError, DependencyError
 from skr.domain.models import Job, JobKind, JobStatus
+from tests.fixtures.stores import fresh_postgres
 
 pytestmark = pytest.mark.anyio
 

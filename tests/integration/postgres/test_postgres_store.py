@@ -9,14 +9,13 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from tests.contract.test_store import page, unit
-from tests.fixtures.stores import DIMENSIONS, MODEL_ID, POSTGRES_URL, fresh_postgres
 
 from skr.adapters.postgres.database import PostgresDatabase
 from skr.adapters.postgres.store import PostgresStore
 from skr.domain.errors import DependencyError, InvalidInputError
 from skr.domain.models import ChunkKind, Fusion, HybridQuery, ImageInfo
 from skr.domain.ranking import fuse
+from tests.fixtures.stores import DIMENSIONS, MODEL_ID, POSTGRES_URL, fresh_postgres, page, unit
 
 pytestmark = pytest.mark.anyio
 

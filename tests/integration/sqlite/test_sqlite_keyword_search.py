@@ -7,11 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.contract.test_store import page
-from tests.fixtures.stores import open_sqlite
 
 from skr.adapters.sqlite.store import _keyword_search, _keyword_search_joined, fts_query
 from skr.domain.models import ChunkKind, ScoredId
+from tests.fixtures.stores import open_sqlite, page
 
 pytestmark = pytest.mark.anyio
 

@@ -20,10 +20,10 @@ from typing import Any
 import pytesseract
 import pytest
 from PIL import Image, ImageDraw, ImageFont
-from tests.fakes.fake_image_reader import FakeImageReader
 
 from skr.adapters.tesseract_image_reader import TesseractImageReader
 from skr.ports.image_reader import ImageReader, ImageReading
+from tests.fakes.fake_image_reader import FakeImageReader
 
 pytestmark = pytest.mark.anyio
 

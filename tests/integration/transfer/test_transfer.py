@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.fakes.fake_store import InMemoryStore
-from tests.fixtures.stores import DIMENSIONS, MODEL_ID, fresh_postgres, open_sqlite
 
 from skr.adapters.postgres.store import PostgresStore
 from skr.domain.errors import InvalidInputError
 from skr.domain.models import ChunkDraft, ChunkKind, HybridQuery, ImageInfo, PageWrite
 from skr.ports.store import Store
 from skr.services.transfer import export_knowledge_base, import_knowledge_base
+from tests.fakes.fake_store import InMemoryStore
+from tests.fixtures.stores import DIMENSIONS, MODEL_ID, fresh_postgres, open_sqlite
 
 pytestmark = pytest.mark.anyio
 
