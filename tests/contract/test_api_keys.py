@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from skr.adapters.postgres.api_keys import PostgresApiKeyStore
-from skr.adapters.sqlite.api_keys import SQLiteApiKeyStore
 from skr.domain.access import ApiKey, Scope
 from skr.domain.errors import ConflictError, NotFoundError
 from skr.ports.api_keys import ApiKeyStore
-from tests.fakes.fake_api_keys import InMemoryApiKeyStore
-from tests.fixtures.stores import fresh_postgres, open_sqlite
+from tests.fixtures.kinds import class_id
+from tests.fixtures.stores import API_KEY_KINDS, make_api_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -25,21 +22,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@asynccontextmanager
-async def make_keys(kind: str, data_dir: Path) -> AsyncIterator[ApiKeyStore]:
-    if kind == "memory-fake":
-        yield InMemoryApiKeyStore()
-    elif kind == "postgres":
-        async with fresh_postgres() as database:
-            yield PostgresApiKeyStore(database)
-    else:
-        async with open_sqlite(data_dir) as (_, database):
-            yield SQLiteApiKeyStore(database)
-
-
-@pytest.fixture(params=["sqlite", "postgres", "memory-fake"])
+@pytest.fixture(params=API_KEY_KINDS, ids=class_id)
 async def keys(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ApiKeyStore]:
-    async with make_keys(request.param, tmp_path) as store:
+    async with make_api_keys(request.param, tmp_path) as store:
         yield store
 
 

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import pytest
-from redis.asyncio import Redis
 
 from skr.adapters.memory.cache import MemoryCache
 from skr.adapters.redis.cache import RedisCache
 from skr.adapters.redis.resilient_cache import ResilientCache
 from skr.ports.cache import Cache
+from tests.fixtures.kinds import class_id
+from tests.fixtures.redis import fresh_redis_cache
 
 pytestmark = pytest.mark.anyio
 
-REDIS_URL = os.environ.get("SKR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-CACHE_KINDS = ["memory", "redis", "resilient-redis"]
+CACHE_KINDS = [MemoryCache, RedisCache, ResilientCache]
 
 
 @pytest.fixture
@@ -28,36 +26,18 @@ def anyio_backend() -> str:
 
 
 @asynccontextmanager
-async def fresh_redis_cache() -> AsyncIterator[RedisCache]:
-    """A RedisCache on the local Redis under a namespace of its own, whose keys are deleted
-    afterwards. Redis being down is an error, not a skip."""
-    namespace = f"skr-test:{uuid.uuid4().hex[:12]}:"
-    try:
-        async with RedisCache(REDIS_URL, namespace=namespace) as cache:
-            yield cache
-    finally:
-        cleaner = Redis.from_url(REDIS_URL)
-        try:
-            keys = [key async for key in cleaner.scan_iter(match=f"{namespace}*")]
-            if keys:
-                await cleaner.delete(*keys)
-        finally:
-            await cleaner.aclose()
-
-
-@asynccontextmanager
-async def make_cache(kind: str) -> AsyncIterator[Cache]:
-    if kind == "memory":
+async def make_cache(kind: type) -> AsyncIterator[Cache]:
+    if kind is MemoryCache:
         yield MemoryCache(100)
         return
     async with fresh_redis_cache() as redis_cache:
-        if kind == "redis":
+        if kind is RedisCache:
             yield redis_cache
         else:
             yield ResilientCache(redis_cache, retry_after_seconds=1.0)
 
 
-@pytest.fixture(params=CACHE_KINDS)
+@pytest.fixture(params=CACHE_KINDS, ids=class_id)
 async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
     async with make_cache(request.param) as built:
         yield built

@@ -13,6 +13,7 @@ from skr.domain.errors import InvalidInputError, NotFoundError
 from skr.domain.models import JobError, JobKind, JobStatus
 from skr.ports.crawl_frontier import CrawlFrontier, FrontierEntry, FrontierItem, FrontierState
 from skr.ports.job_queue import JobQueue
+from tests.fixtures.kinds import class_id
 from tests.fixtures.stores import FRONTIER_KINDS, make_frontier
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +27,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=FRONTIER_KINDS)
+@pytest.fixture(params=FRONTIER_KINDS, ids=class_id)
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[JobQueue, CrawlFrontier]]:

@@ -1,9 +1,7 @@
-"""The JobEvents contract: in-process and Redis pub/sub events behave the same, and a dead
-Redis neither raises nor hangs."""
+"""The JobEvents contract: in-process and Redis pub/sub events behave the same."""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,9 +12,8 @@ import pytest
 from skr.adapters.memory.job_events import MemoryJobEvents
 from skr.adapters.redis.job_events import RedisJobEvents
 from skr.ports.job_events import JobEvents
-from tests.contract.test_cache import REDIS_URL
-from tests.e2e.tcp_proxy import TcpProxy
-from tests.integration.redis.test_resilient_cache import closed_loopback_port
+from tests.fixtures.kinds import class_id
+from tests.fixtures.redis import REDIS_URL
 
 pytestmark = pytest.mark.anyio
 
@@ -28,9 +25,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=[MemoryJobEvents, RedisJobEvents], ids=class_id)
 async def events(request: pytest.FixtureRequest) -> AsyncIterator[JobEvents]:
-    if request.param == "memory":
+    if request.param is MemoryJobEvents:
         yield MemoryJobEvents()
         return
     # Pub/sub channels hold no data, so a fresh namespace is all the isolation needed.
@@ -96,64 +93,3 @@ async def test_one_wake_per_change_then_quiet(events: JobEvents) -> None:
 
 async def test_a_publish_with_nobody_listening_is_fine(events: JobEvents) -> None:
     await events.publish("nobody-watches-this")
-
-
-async def test_memory_events_forget_listeners_that_left() -> None:
-    events = MemoryJobEvents()
-    async with events.listen("job-1"), events.listen("job-1"), events.listen("job-2"):
-        assert events.watched_jobs == 2
-    assert events.watched_jobs == 0
-    with anyio.move_on_after(0.05):
-        async with events.listen("job-3") as listener:
-            await listener.wait(10)  # cancelled while waiting
-    assert events.watched_jobs == 0
-
-
-async def test_redis_events_on_a_closed_port_never_raise(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    url = f"redis://127.0.0.1:{closed_loopback_port()}/0"
-    caplog.set_level(logging.WARNING, logger="skr.adapters.redis.job_events")
-    async with RedisJobEvents(url, retry_after_seconds=0.0) as events:
-        started = time.monotonic()
-        await events.publish("job-1")
-        await events.publish("job-1")
-        async with events.listen("job-1") as listener:
-            assert await listener.wait(0.3) is False
-        assert time.monotonic() - started < 3
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1, [r.getMessage() for r in warnings]
-
-
-async def test_redis_listeners_over_the_limit_fall_back_to_their_timeout() -> None:
-    namespace = f"skr-test:{uuid.uuid4().hex[:12]}:"
-    async with RedisJobEvents(REDIS_URL, namespace=namespace, max_listeners=1) as events:
-        async with events.listen("job-1") as subscribed, events.listen("job-1") as extra:
-            await events.publish("job-1")
-            assert await subscribed.wait(WAIT) is True
-            assert await extra.wait(0.2) is False
-        async with events.listen("job-1") as again:  # the slot was given back
-            await events.publish("job-1")
-            assert await again.wait(WAIT) is True
-
-
-async def test_a_redis_listener_cut_off_by_an_outage_is_woken_again_once_redis_is_back() -> None:
-    """A worker's loop listens for the whole life of the process: an outage must not
-    leave it deaf (polling) for the rest of it."""
-    namespace = f"skr-test:{uuid.uuid4().hex[:12]}:"
-    port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
-    with TcpProxy(port) as proxy:
-        url = f"redis://127.0.0.1:{proxy.port}/0"
-        async with (
-            RedisJobEvents(url, namespace=namespace, retry_after_seconds=0.0) as events,
-            RedisJobEvents(REDIS_URL, namespace=namespace) as publisher,
-            events.listen("job-1") as listener,
-        ):
-            await publisher.publish("job-1")
-            assert await listener.wait(WAIT) is True
-            proxy.cut()  # the outage: the subscription's connection is closed
-            assert await listener.wait(0.3) is False
-            proxy.restore()
-            assert await listener.wait(0.3) is False  # subscribed again, nothing sent yet
-            await publisher.publish("job-1")
-            assert await listener.wait(WAIT) is True

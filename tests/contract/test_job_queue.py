@@ -11,6 +11,7 @@ import pytest
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.models import JobError, JobKind, JobStatus
 from skr.ports.job_queue import JobQueue
+from tests.fixtures.kinds import class_id
 from tests.fixtures.stores import QUEUE_KINDS, make_queue
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +26,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=QUEUE_KINDS)
+@pytest.fixture(params=QUEUE_KINDS, ids=class_id)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobQueue]:
     async with make_queue(request.param, tmp_path, max_attempts=2) as built:
         yield built  # type: ignore[misc]

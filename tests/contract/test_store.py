@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
-from skr.domain.models import ChunkDraft, ChunkKind, Fusion, HybridQuery, ImageInfo, PageWrite
+from skr.domain.models import ChunkKind, Fusion, HybridQuery, ImageInfo
 from skr.ports.store import Store
-from tests.fixtures.stores import DIMENSIONS, MODEL_ID, STORE_KINDS, make_store
+from tests.fixtures.kinds import class_id
+from tests.fixtures.stores import DIMENSIONS, MODEL_ID, STORE_KINDS, make_store, page, unit
 
 pytestmark = pytest.mark.anyio
 
@@ -22,40 +23,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=STORE_KINDS)
+@pytest.fixture(params=STORE_KINDS, ids=class_id)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with make_store(request.param, tmp_path) as built:
         yield built  # type: ignore[misc]
-
-
-def unit(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    v = rng.standard_normal(DIMENSIONS).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def page(
-    collection_id: str, url: str, texts: list[str], seeds: list[int], **kw: object
-) -> PageWrite:
-    chunks = [ChunkDraft(i, t, "Guide > Part", len(t.split())) for i, t in enumerate(texts)]
-    images = kw.pop("images", [])
-    for j, image in enumerate(images):  # type: ignore[attr-defined]
-        chunks.append(
-            ChunkDraft(len(chunks), image.searchable_text(), "", 5, ChunkKind.IMAGE, image)
-        )
-        seeds = [*seeds, 1000 + j]
-    return PageWrite(
-        collection_id=collection_id,
-        url=url,
-        final_url=url,
-        title=str(kw.get("title", "A page")),
-        content_hash=str(kw.get("content_hash", "h1")),
-        etag=None,
-        last_modified=None,
-        chunks=chunks,
-        model_id=MODEL_ID,
-        vectors=np.vstack([unit(s) for s in seeds]) if seeds else np.empty((0, DIMENSIONS)),
-    )
 
 
 async def test_collections_are_per_tenant_and_unique(store: Store) -> None:

@@ -15,7 +15,8 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
 class FakeEmbedder:
-    """Texts sharing words get close vectors; the same text always gets the same vector.
+    """Texts sharing words get close vectors; the same text always gets the same vector;
+    tokens past ``max_tokens`` are not read.
 
     ``batches`` records every call to :meth:`embed`, so tests can see what was embedded.
     """
@@ -48,9 +49,12 @@ class FakeEmbedder:
         return vectors
 
     def vector(self, text: str) -> Vector:
-        """The unit vector of one text (synchronous, for building expectations in tests)."""
+        """The unit vector of one text (synchronous, for building expectations in tests).
+
+        Like the model, it reads only the first ``max_tokens`` tokens."""
         vector = np.zeros(self._dimensions, dtype=np.float32)
-        for word in _WORD.findall(text.lower()):
+        read = _TOKEN.findall(text.lower())[: self._max_tokens]
+        for word in (token for token in read if _WORD.fullmatch(token)):
             digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
             vector[int.from_bytes(digest, "big") % self._dimensions] += 1.0
         norm = float(np.linalg.norm(vector))

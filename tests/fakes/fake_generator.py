@@ -20,4 +20,7 @@ class ScriptedGenerator:
             raise GenerationError("the answer model timed out")
         if self.answer is not None:
             return self.answer
-        return f"{passages[0].text.split('.')[0]}. [1]" if passages else "No passages."
+        if not passages:
+            return "No passages."
+        first = passages[0]
+        return f"{first.text.split('.')[0]}. [{first.n}]"  # cited by its own number

@@ -1,0 +1,1 @@
+"""Tests of one implementation against its real engine, one folder per technology."""

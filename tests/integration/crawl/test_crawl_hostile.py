@@ -31,7 +31,7 @@ from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.fakes.fake_store import InMemoryStore
-from tests.integration.httpx.test_httpx_fetcher import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
+from tests.fixtures.network import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
 
 pytestmark = pytest.mark.anyio
 

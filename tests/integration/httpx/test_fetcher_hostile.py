@@ -37,7 +37,7 @@ from tests.e2e.hostile_site import (
     gzip_bomb,
     hostile_site,
 )
-from tests.integration.httpx.test_httpx_fetcher import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
+from tests.fixtures.network import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
 
 pytestmark = pytest.mark.anyio
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import ipaddress
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpcore
 import pytest
 
 from skr.adapters.httpx_fetcher import HttpxFetcher
-from skr.adapters.network_guard import SocketOption
 from skr.domain.errors import BlockedURLError, FetchError, InvalidInputError
+from tests.fixtures.network import PUBLIC_IP, FakeResolver, LoopbackOnlyBackend
 
 pytestmark = pytest.mark.anyio
 
-PUBLIC_IP = "93.184.216.34"
 HOSTS = {
     "public.test": [PUBLIC_IP],
     "private.test": ["10.0.0.1"],
@@ -36,49 +33,6 @@ CAP = 4000
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class FakeResolver:
-    """Answers from a table; never touches DNS."""
-
-    def __init__(self, table: Mapping[str, list[str]]) -> None:
-        self.table = table
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        if host not in self.table:
-            raise FetchError(f"could not resolve host {host}")
-        return list(self.table[host])
-
-
-class LoopbackOnlyBackend(httpcore.AsyncNetworkBackend):
-    """The real backend, but only to loopback: records every connect and fails the test
-    on any other target. ``PUBLIC_IP`` is routed to 127.0.0.1 so the guard's public path
-    can be exercised end to end without a packet leaving the machine."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-        self._real = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109
-        local_address: str | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.calls.append((host, port))
-        target = "127.0.0.1" if host == PUBLIC_IP else host
-        try:
-            loopback = ipaddress.ip_address(target).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise AssertionError(f"the test tried to connect to {host}:{port}")
-        return await self._real.connect_tcp(target, port, timeout, local_address, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._real.sleep(seconds)
 
 
 @dataclass

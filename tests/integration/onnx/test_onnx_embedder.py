@@ -1,5 +1,5 @@
-"""Contract tests of the Embedder port: int8 ONNX MiniLM and the fake (the torch route's
-agreement with ONNX is measured by bench/bench_embedder.py, where torch is installed)."""
+"""OnnxMiniLMEmbedder beyond the Embedder contract: the exact tokenizer, truncation, batching,
+the query session and thread priority (the contract is tests/contract/test_embedder.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import numpy as np
 import pytest
 
 from skr.adapters.onnx_embedder import (
@@ -19,52 +18,11 @@ from skr.adapters.onnx_embedder import (
     pad_batch,
 )
 from skr.domain.errors import DependencyError
-from skr.ports.embedder import Embedder
 from skr.runtime.priority_worker import BULK, INTERACTIVE
 from skr.runtime.thread_priority import MAX_NICENESS, thread_niceness
-from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fixtures.texts import ANSWER, MIXED_TEXTS, QUESTION, UNRELATED, cosines, words
 
 pytestmark = pytest.mark.anyio
-
-QUESTION = "How do I register a Flask blueprint?"
-ANSWER = "Blueprints are registered on the application with register_blueprint."
-UNRELATED = "The recipe needs two eggs."
-# Common words, one WordPiece token each, so token counts equal word counts.
-WORDS = [
-    "the",
-    "cat",
-    "sat",
-    "on",
-    "a",
-    "mat",
-    "while",
-    "rain",
-    "fell",
-    "over",
-    "green",
-    "hills",
-    "and",
-    "quiet",
-    "towns",
-]
-
-
-def words(count: int, offset: int = 0) -> str:
-    return " ".join(WORDS[(offset + index) % len(WORDS)] for index in range(count))
-
-
-MIXED_TEXTS = [
-    words(3),
-    QUESTION,
-    words(120, 1),
-    "x",
-    ANSWER,
-    words(40, 2),
-    UNRELATED,
-    words(300, 3),
-    "",
-    words(9, 4),
-]
 
 
 @pytest.fixture
@@ -81,45 +39,7 @@ def onnx_embedder() -> Iterator[OnnxMiniLMEmbedder]:
     embedder.close()
 
 
-def cosines(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return np.asarray((left * right).sum(axis=1))
-
-
-class EmbedderContract:
-    """What every Embedder promises; subclasses provide the ``embedder`` fixture."""
-
-    async def test_empty_input_gives_an_empty_matrix(self, embedder: Embedder) -> None:
-        vectors = await embedder.embed([])
-        assert vectors.shape == (0, embedder.dimensions)
-        assert vectors.dtype == np.float32
-
-    async def test_vectors_are_float32_unit_length(self, embedder: Embedder) -> None:
-        vectors = await embedder.embed(MIXED_TEXTS)
-        assert vectors.shape == (len(MIXED_TEXTS), embedder.dimensions)
-        assert vectors.dtype == np.float32
-        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-
-    async def test_batch_keeps_input_order(self, embedder: Embedder) -> None:
-        together = await embedder.embed(MIXED_TEXTS)
-        alone = np.vstack([await embedder.embed([text]) for text in MIXED_TEXTS])
-        assert cosines(together, alone).min() > 0.999
-
-    async def test_text_longer_than_the_window_is_accepted(self, embedder: Embedder) -> None:
-        vectors = await embedder.embed([words(2000)])
-        assert vectors.shape == (1, embedder.dimensions)
-
-    def test_describes_itself(self, embedder: Embedder) -> None:
-        assert embedder.model_id
-        assert embedder.dimensions == 384
-        assert 0 < embedder.max_tokens <= 256
-        assert embedder.count_tokens("") == 0
-
-
-class TestOnnxMiniLMEmbedder(EmbedderContract):
-    @pytest.fixture
-    def embedder(self, onnx_embedder: OnnxMiniLMEmbedder) -> Embedder:
-        return onnx_embedder
-
+class TestOnnxMiniLMEmbedder:
     def test_window_and_identity(self, onnx_embedder: OnnxMiniLMEmbedder) -> None:
         assert onnx_embedder.model_id == "all-MiniLM-L6-v2/onnx-int8"
         assert onnx_embedder.max_tokens == 254
@@ -191,19 +111,6 @@ class TestOnnxMiniLMEmbedder(EmbedderContract):
         with pytest.raises(DependencyError):
             OnnxMiniLMEmbedder(tokenizer_path=tmp_path / "tokenizer.json").load()
         assert bundled_tokenizer_path().is_file()
-
-
-class TestFakeEmbedder(EmbedderContract):
-    @pytest.fixture
-    def embedder(self) -> Embedder:
-        return FakeEmbedder()
-
-    async def test_shared_words_score_higher(self) -> None:
-        fake = FakeEmbedder()
-        first, second, third = await fake.embed(["red apple pie", "apple pie recipe", "blue car"])
-        assert float(first @ second) > float(first @ third)
-        assert fake.model_id == "fake-hash-384"
-        assert fake.count_tokens("Hello, world!") == 4
 
 
 def test_batches_respect_the_padded_token_cap() -> None:

@@ -15,8 +15,7 @@ from skr.adapters.postgres.store import PostgresStore
 from skr.domain.errors import DependencyError, InvalidInputError
 from skr.domain.models import ChunkKind, Fusion, HybridQuery, ImageInfo
 from skr.domain.ranking import fuse
-from tests.contract.test_store import page, unit
-from tests.fixtures.stores import DIMENSIONS, MODEL_ID, POSTGRES_URL, fresh_postgres
+from tests.fixtures.stores import DIMENSIONS, MODEL_ID, POSTGRES_URL, fresh_postgres, page, unit
 
 pytestmark = pytest.mark.anyio
 

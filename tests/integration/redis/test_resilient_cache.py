@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 
 import anyio
@@ -13,6 +12,7 @@ from skr.adapters.memory.cache import MemoryCache
 from skr.adapters.redis.cache import RedisCache
 from skr.adapters.redis.resilient_cache import EPOCH_ID, ResilientCache
 from skr.domain.errors import DependencyError
+from tests.fixtures.redis import closed_loopback_port
 
 pytestmark = pytest.mark.anyio
 
@@ -22,14 +22,6 @@ WINDOW = 0.1
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def closed_loopback_port() -> int:
-    """A loopback port nobody listens on: bound to learn a free number, then released."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class BreakablePrimary:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.test_store import page, unit
-from tests.fixtures.stores import open_sqlite
+from tests.fixtures.stores import open_sqlite, page, unit
 
 pytestmark = pytest.mark.anyio
 

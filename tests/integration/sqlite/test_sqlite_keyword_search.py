@@ -10,8 +10,7 @@ import pytest
 
 from skr.adapters.sqlite.store import _keyword_search, _keyword_search_joined, fts_query
 from skr.domain.models import ChunkKind, ScoredId
-from tests.contract.test_store import page
-from tests.fixtures.stores import open_sqlite
+from tests.fixtures.stores import open_sqlite, page
 
 pytestmark = pytest.mark.anyio
 

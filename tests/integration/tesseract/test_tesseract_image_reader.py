@@ -1,4 +1,4 @@
-"""Contract tests of the ImageReader port: tesseract on images drawn here, and the fake.
+"""TesseractImageReader beyond the ImageReader contract: modes, limits, timeouts, priority.
 
 tesseract itself is installed by ``scripts/install-ocr.sh`` (``make services``); these
 tests do not skip without it, so a machine that lacks it fails them.
@@ -6,125 +6,26 @@ tests do not skip without it, so a machine that lacks it fails them.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
-import struct
 import time
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytesseract
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from skr.adapters.tesseract_image_reader import TesseractImageReader
-from skr.ports.image_reader import ImageReader, ImageReading
-from tests.fakes.fake_image_reader import FakeImageReader
+from skr.ports.image_reader import ImageReading
+from tests.fixtures.images import JPEG_BYTES, PNG_BYTES, encode, png_header, text_image, words
 
 pytestmark = pytest.mark.anyio
-
-PHRASE = "Blueprint registry 42"
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def text_image(
-    text: str = PHRASE, *, size: tuple[int, int] = (1400, 240), mode: str = "RGB"
-) -> Image.Image:
-    """Large black text on white (on transparent, for modes with alpha)."""
-    background: Any = (255, 255, 255, 0) if mode == "RGBA" else "white"
-    image = Image.new(mode, size, background)
-    ImageDraw.Draw(image).text((40, 60), text, fill="black", font=ImageFont.load_default(size=80))
-    return image
-
-
-def encode(image: Image.Image, image_format: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format, **options)
-    return buffer.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that only claims a size: signature, IHDR, an empty IDAT and IEND."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
-
-
-def words(text: str) -> set[str]:
-    return {w.strip(".,:;!?'\"").lower() for w in text.split()}
-
-
-GARBAGE = [
-    b"",
-    b"not an image at all",
-    b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,  # a PNG signature and nothing valid after it
-    b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4,  # a JPEG start and noise
-    b"<svg xmlns='http://www.w3.org/2000/svg' width='100' height='100'/>",
-    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n",  # EPS would run Ghostscript
-]
-
-
-# --- the port, against every implementation ------------------------------------------------
-
-PNG_BYTES = encode(text_image(), "PNG")
-JPEG_BYTES = encode(text_image(size=(640, 200)), "JPEG", quality=90)
-
-
-@pytest.fixture(params=["tesseract", "fake"])
-def reader(request: pytest.FixtureRequest) -> Iterator[ImageReader]:
-    if request.param == "tesseract":
-        yield TesseractImageReader()
-    else:
-        fake = FakeImageReader()
-        fake.add(PNG_BYTES, width=1400, height=240, text=PHRASE)
-        fake.add(JPEG_BYTES, width=640, height=200, text=PHRASE)
-        yield fake
-
-
-async def test_png_and_jpeg_are_measured(reader: ImageReader) -> None:
-    png = await reader.read(PNG_BYTES)
-    jpeg = await reader.read(JPEG_BYTES)
-    assert png is not None and (png.width, png.height) == (1400, 240)
-    assert jpeg is not None and (jpeg.width, jpeg.height) == (640, 200)
-
-
-async def test_text_is_read_when_ocr_is_available(reader: ImageReader) -> None:
-    assert reader.ocr_available
-    reading = await reader.read(PNG_BYTES)
-    assert reading is not None
-    assert {"blueprint", "registry", "42"} <= words(reading.text)
-
-
-@pytest.mark.parametrize("data", GARBAGE, ids=range(len(GARBAGE)))
-async def test_what_is_not_an_image_gives_none(reader: ImageReader, data: bytes) -> None:
-    assert await reader.read(data) is None
-
-
-def test_the_fake_without_ocr_still_measures() -> None:
-    fake = FakeImageReader({PNG_BYTES: ImageReading(1400, 240, PHRASE)}, ocr_available=False)
-    assert not fake.ocr_available
-
-
-async def test_the_fake_without_ocr_reads_no_text() -> None:
-    fake = FakeImageReader({PNG_BYTES: ImageReading(1400, 240, PHRASE)}, ocr_available=False)
-    assert await fake.read(PNG_BYTES) == ImageReading(1400, 240, "")
-    assert fake.reads == [PNG_BYTES]
-
-
-# --- tesseract ----------------------------------------------------------------------------
 
 
 async def test_ocr_text_has_its_whitespace_normalised() -> None:
