@@ -16,7 +16,7 @@ from tests.fakes.fake_embedder import FakeEmbedder
 from skr.adapters.onnx_embedder import (
     MiniLMTokenizer,
     OnnxMiniLMEmbedder,
-    bundled_tokenizer_path,
+    bundled_tokenizer_file,
     pad_batch,
 )
 from skr.domain.errors import DependencyError
@@ -190,7 +190,7 @@ class TestOnnxMiniLMEmbedder(EmbedderContract):
     def test_missing_tokenizer_is_a_dependency_error(self, tmp_path: Path) -> None:
         with pytest.raises(DependencyError):
             OnnxMiniLMEmbedder(tokenizer_path=tmp_path / "tokenizer.json").load()
-        assert bundled_tokenizer_path().is_file()
+        assert bundled_tokenizer_file().is_file()
 
 
 class TestFakeEmbedder(EmbedderContract):
