@@ -28,7 +28,8 @@ from skr.services.chunking import chunk_embedding_text, split_into_chunks
 from skr.services.extraction.content_sniffing import looks_like_text
 from skr.services.extraction.html import extract_page
 from skr.services.extraction.pdf import extract_pdf
-from skr.services.page_images import ImageOptions, PageImageReader
+from skr.services.page_images import ImageOptions as ImageOptions  # wiring imports it here
+from skr.services.page_images import PageImageReader
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from skr.domain.errors import DependencyError, FetchError, InvalidInputError, SK
 from skr.domain.models import Job, JobCounters, JobStatus
 from skr.ports.crawl_frontier import CrawlFrontier, FrontierEntry, FrontierItem, FrontierState
 from skr.ports.store import Store
-from skr.services.crawl.crawl_run import MAX_JOB_ERRORS, CrawlOptions, CrawlRun, CrawlSettings
+from skr.services.crawl.crawl_run import MAX_JOB_ERRORS, CrawlOptions, CrawlRun
+from skr.services.crawl.crawl_run import CrawlSettings as CrawlSettings  # wiring imports it here
 from skr.services.crawl.page_crawler import ANY_MEDIA_TYPE, PageCrawler
 from skr.services.crawl.polite_fetcher import PoliteFetcher
 from skr.services.crawl.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
