@@ -29,7 +29,8 @@ import pytest
 from skr.domain.errors import FetchError
 from skr.domain.models import ExtractedPage
 from skr.services.crawl.sitemaps import MAX_SITEMAP_ENTRIES, SitemapDocument, parse_sitemap
-from skr.services.extraction.html import MAX_IMAGES, MAX_LINKS, extract_page
+from skr.services.extraction.html import MAX_LINKS, extract_page
+from skr.services.extraction.html_images import MAX_IMAGES
 from skr.services.extraction.pdf import MAX_PAGES, extract_pdf
 from tests.unit.test_pdf_extraction import make_pdf
 

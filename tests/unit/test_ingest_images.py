@@ -7,7 +7,8 @@ import pytest
 
 from skr.adapters.memory.cache import MemoryCache
 from skr.domain.models import ChunkKind
-from skr.services.ingest import ImageOptions, IngestService
+from skr.services.ingest import IngestService
+from skr.services.page_images import ImageOptions
 from tests.fakes.fake_embedder import FakeEmbedder
 from tests.fakes.fake_fetcher import DictFetcher
 from tests.fakes.fake_image_reader import FakeImageReader

@@ -26,7 +26,13 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._add_http(self.registry)
+        self._add_ingest_and_jobs(self.registry)
+        self._add_answers(self.registry)
+        self._add_dependencies(self.registry)
+
+    def _add_http(self, r: CollectorRegistry) -> None:
+        """Requests served, their latency, and admission control."""
         self.http_requests = Counter(
             "skr_http_requests", "HTTP requests served", ["method", "route", "status"], registry=r
         )
@@ -49,6 +55,9 @@ class Metrics:
             ["gate", "state"],
             registry=r,
         )
+
+    def _add_ingest_and_jobs(self, r: CollectorRegistry) -> None:
+        """Pages ingested, the job queue, embedding and the cache."""
         self.ingest_pages = Counter(
             "skr_ingest_pages", "Pages ingested, by outcome", ["outcome"], registry=r
         )
@@ -74,6 +83,9 @@ class Metrics:
             ["cache", "result"],
             registry=r,
         )
+
+    def _add_answers(self, r: CollectorRegistry) -> None:
+        """Answers given and the citations they lost."""
         self.citations_dropped = Counter(
             "skr_citations_dropped",
             "Citations dropped because their quote is not in the cited chunk",
@@ -86,13 +98,14 @@ class Metrics:
             registry=r,
         )
 
+    def _add_dependencies(self, r: CollectorRegistry) -> None:
+        """The database pool, the LLM's circuit breaker, readiness."""
         self.db_pool = Gauge(
             "skr_db_pool",
             "PostgreSQL pool statistics (psycopg_pool get_stats: sizes now, counters since start)",
             ["stat"],
             registry=r,
         )
-
         self.llm_breaker_state = Gauge(
             "skr_llm_breaker_state",
             "1 for the LLM circuit breaker's current state (closed, open, half-open), else 0; "
@@ -100,7 +113,6 @@ class Metrics:
             ["state"],
             registry=r,
         )
-
         self.dependency_up = Gauge(
             "skr_dependency_up",
             "1 when the dependency answered the last readiness check (store, redis)",

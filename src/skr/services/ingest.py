@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 import anyio
@@ -29,6 +28,8 @@ from skr.services.chunking import chunk_embedding_text, split_into_chunks
 from skr.services.extraction.content_sniffing import looks_like_text
 from skr.services.extraction.html import extract_page
 from skr.services.extraction.pdf import extract_pdf
+from skr.services.page_images import ImageOptions as ImageOptions  # wiring imports it here
+from skr.services.page_images import PageImageReader
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +38,6 @@ EMBED_BATCH_CHUNKS = 256
 """Chunks of several texts embedded in one call by :meth:`IngestService.ingest_texts`."""
 PDF_MEDIA_TYPE = "application/pdf"
 PAGE_MEDIA_TYPES = HTML_MEDIA_TYPES | {PDF_MEDIA_TYPE}
-IMAGE_MEDIA_TYPES = frozenset({"image/*"})
-_IMAGE_READINGS_KEPT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class ImageOptions:
-    """How images found on pages are read: at most ``max_per_page`` fetched, each at most
-    ``max_bytes``; smaller than ``min_side`` pixels on a side is an icon, spacer or
-    tracking pixel, and is left out."""
-
-    max_per_page: int = 20
-    max_bytes: int = 5_000_000
-    min_side: int = 48
 
 
 class PageOutcomeKind(StrEnum):
@@ -183,15 +171,17 @@ class IngestService:
         self._embedder = embedder
         self._cache = cache
         self._max_tokens = max_tokens
-        self._image_reader = image_reader
-        self._image_options = image_options or ImageOptions()
+        self._images = (
+            None
+            if image_reader is None
+            else PageImageReader(
+                fetcher=fetcher, reader=image_reader, options=image_options or ImageOptions()
+            )
+        )
         self._extraction_niceness = extraction_niceness
         self._extraction_limiter = (
             anyio.CapacityLimiter(extraction_processes) if extraction_processes else None
         )
-        # what each image URL held when last read: the same logo on every page of a site
-        # is fetched and read once (None: not an image, or too small to keep)
-        self._image_readings: OrderedDict[str, str | None] = OrderedDict()
 
     async def ingest_page(self, url: str, collection_id: str) -> PageOutcome:
         """Fetch, extract and index one page (HTML or PDF)."""
@@ -307,48 +297,13 @@ class IngestService:
         if existing is not None and existing.content_hash == digest:
             await self._store.mark_fetched(existing.id, source.etag, source.last_modified)
             return PageOutcome(PageOutcomeKind.UNCHANGED, existing, 0)
-        page = await self._read_images(page)
+        if self._images is not None:
+            page = await self._images.read_images(page)
         drafts = await anyio.to_thread.run_sync(
             split_into_chunks, page, self._embedder, self._max_tokens
         )
         texts = [chunk_embedding_text(page.title, d.heading_path, d.text) for d in drafts]
         return _Planned(source, page, digest, drafts, texts, existing)
-
-    async def _read_images(self, page: ExtractedPage) -> ExtractedPage:
-        """Each image measured and read by OCR; tiny ones and non-images left out. An image
-        that cannot be fetched keeps what the page says about it."""
-        if self._image_reader is None or not page.images:
-            return page
-        kept = []
-        for image in page.images[: self._image_options.max_per_page]:
-            try:
-                text = await self._image_text(self._image_reader, image.src)
-            except FetchError as exc:
-                logger.info("image %s not read: %s", image.src, exc.detail)
-                kept.append(image)
-                continue
-            if text is not None:
-                kept.append(replace(image, ocr_text=text) if text else image)
-        return replace(page, images=kept)
-
-    async def _image_text(self, reader: ImageReader, src: str) -> str | None:
-        """The text in the image at ``src`` ("" for none); ``None`` when it is not an
-        image or too small to keep. Remembered for the last few thousand images."""
-        if src in self._image_readings:
-            self._image_readings.move_to_end(src)
-            return self._image_readings[src]
-        options = self._image_options
-        fetched = await self._fetcher.fetch(
-            src, accept=IMAGE_MEDIA_TYPES, max_bytes=options.max_bytes
-        )
-        reading = await reader.read(fetched.body)
-        text = None
-        if reading is not None and min(reading.width, reading.height) >= options.min_side:
-            text = reading.text
-        self._image_readings[src] = text
-        while len(self._image_readings) > _IMAGE_READINGS_KEPT:
-            self._image_readings.popitem(last=False)
-        return text
 
     async def _reusable_vectors(self, planned: _Planned) -> dict[str, Vector]:
         """Vectors of the stored version's chunks, by the exact text that was embedded, when

@@ -85,11 +85,8 @@ async def scale_out_backend(
 
 
 async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack) -> None:
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
     from skr.adapters.redis.cache import RedisCache
+    from skr.adapters.redis.client import redis_client
     from skr.adapters.redis.host_limiter import RedisHostLimiter
     from skr.adapters.redis.job_events import RedisJobEvents
     from skr.adapters.redis.resilient_cache import ResilientCache
@@ -106,10 +103,7 @@ async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack
     stack.push_async_callback(events.aclose)
     backend.job_events = events
     # Politeness per host is shared by every worker; without Redis, kept per process.
-    limiter_client = Redis.from_url(
-        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1),
-    )  # fmt: skip
+    limiter_client = redis_client(settings.redis_url)
     stack.push_async_callback(limiter_client.aclose)
     backend.host_limiter = ResilientHostLimiter(
         RedisHostLimiter(limiter_client), backend.host_limiter

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skr.adapters.sqlite.store import _keyword_search, _keyword_search_joined, fts_query
+from skr.adapters.sqlite.search_queries import fts_query, keyword_search, keyword_search_joined
 from skr.domain.models import ChunkKind, ScoredId
 from tests.fixtures.stores import open_sqlite, page
 
@@ -34,10 +34,10 @@ async def test_ranking_first_and_joining_first_find_the_same_chunks(tmp_path: Pa
         def three_ways(kind: ChunkKind | None) -> list[list[ScoredId]]:
             def run(conn: sqlite3.Connection) -> list[list[ScoredId]]:
                 return [
-                    _keyword_search(conn, few.id, match, 2, kind),
+                    keyword_search(conn, few.id, match, 2, kind),
                     # ranking at most 8 matches cannot reach this collection's: the join
-                    _keyword_search(conn, few.id, match, 2, kind, ranked_max=8),
-                    _keyword_search_joined(conn, few.id, match, 2, kind),
+                    keyword_search(conn, few.id, match, 2, kind, ranked_max=8),
+                    keyword_search_joined(conn, few.id, match, 2, kind),
                 ]
 
             return database.read_sync(run)

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
 import psycopg
 
 from skr.adapters.postgres.database import Connection, PostgresDatabase
-from skr.domain.access import ApiKey, Scope
-from skr.domain.errors import ConflictError, DependencyError, NotFoundError
+from skr.adapters.postgres.rows import key_from_row
+from skr.domain.access import ApiKey
+from skr.domain.errors import ConflictError, DependencyError, NotFoundError, SKRError
 
 
-def _key_from_row(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        name=row["name"],
-        scopes=frozenset(Scope(s) for s in row["scopes"]),
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
+def _key_store_error(exc: psycopg.Error) -> SKRError:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return ConflictError("there is already a key with that id")
+    return DependencyError(f"the key store in PostgreSQL failed: {exc}")
 
 
 class PostgresApiKeyStore:
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Connection]:
-        try:
-            async with self._db.connection() as conn:
-                yield conn
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError("there is already a key with that id") from exc
-        except psycopg.Error as exc:
-            raise DependencyError(f"the key store in PostgreSQL failed: {exc}") from exc
+    def _connection(self) -> AbstractAsyncContextManager[Connection]:
+        return self._db.translated(_key_store_error)
 
     async def add_key(self, key: ApiKey, secret_hash: str) -> None:
         async with self._connection() as conn:
@@ -51,13 +38,13 @@ class PostgresApiKeyStore:
         async with self._connection() as conn:
             cursor = await conn.execute("SELECT * FROM api_keys WHERE id = %(id)s", {"id": key_id})
             row = await cursor.fetchone()
-        return None if row is None else (_key_from_row(row), row["secret_hash"])
+        return None if row is None else (key_from_row(row), row["secret_hash"])
 
     async def list_keys(self) -> list[ApiKey]:
         async with self._connection() as conn:
             cursor = await conn.execute("SELECT * FROM api_keys ORDER BY seq")
             rows = await cursor.fetchall()
-        return [_key_from_row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         async with self._connection() as conn:
@@ -69,7 +56,7 @@ class PostgresApiKeyStore:
             row = await cursor.fetchone()
         if row is None:
             raise NotFoundError(f"there is no key {key_id!r}")
-        return _key_from_row(row)
+        return key_from_row(row)
 
     async def count_active_keys(self) -> int:
         async with self._connection() as conn:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import psycopg
 
 from skr.adapters.postgres.database import Connection, PostgresDatabase
-from skr.domain.errors import DependencyError, InvalidInputError, NotFoundError
+from skr.adapters.postgres.rows import as_utc, frontier_item_from_row
+from skr.domain.errors import DependencyError, InvalidInputError, NotFoundError, SKRError
 from skr.domain.models import JobError, JobKind
 from skr.ports.crawl_frontier import FrontierEntry, FrontierItem, FrontierState
 
@@ -76,14 +75,6 @@ ON CONFLICT DO NOTHING
 """
 
 
-def _as_utc(moment: datetime | None) -> datetime | None:
-    """A naive datetime is taken to be UTC; the server's time zone never leaks out."""
-    if moment is None:
-        return None
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC)
-
-
 def _first_of_each_url(entries: Sequence[FrontierEntry]) -> list[FrontierEntry]:
     """The entries without repeated URLs: a URL met twice keeps its first depth."""
     seen: set[str] = set()
@@ -95,24 +86,19 @@ def _first_of_each_url(entries: Sequence[FrontierEntry]) -> list[FrontierEntry]:
     return unique
 
 
+def _dependency_error(exc: psycopg.Error) -> SKRError:
+    return DependencyError(f"the crawl frontier in PostgreSQL failed: {exc}")
+
+
 class PostgresCrawlFrontier:
     """Implements the CrawlFrontier port on PostgreSQL for many workers on many machines."""
 
     def __init__(self, database: PostgresDatabase) -> None:
         self._db = database
 
-    @asynccontextmanager
-    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Connection]:
+    def _connection(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Connection]:
         """A connection whose driver errors become ``DependencyError``."""
-        try:
-            if transaction:
-                async with self._db.transaction() as conn:
-                    yield conn
-            else:
-                async with self._db.connection() as conn:
-                    yield conn
-        except psycopg.Error as exc:
-            raise DependencyError(f"the crawl frontier in PostgreSQL failed: {exc}") from exc
+        return self._db.translated(_dependency_error, transaction=transaction)
 
     @staticmethod
     async def _lock_job(conn: Connection, job_id: str) -> tuple[int, int, int]:
@@ -147,7 +133,7 @@ class PostgresCrawlFrontier:
                     "last_seq": last_seq,
                     "urls": [e.url for e in unique],
                     "depths": [e.depth for e in unique],
-                    "lastmods": [_as_utc(e.lastmod) for e in unique],
+                    "lastmods": [as_utc(e.lastmod) for e in unique],
                     "room": max_total - size,
                 },
             )
@@ -164,7 +150,7 @@ class PostgresCrawlFrontier:
             rows = await cursor.fetchall()
         # RETURNING keeps no order
         rows.sort(key=lambda row: (row["depth"], row["seq"]))
-        return [_item_from_row(row) for row in rows]
+        return [frontier_item_from_row(row) for row in rows]
 
     async def finish(
         self, job_id: str, url: str, owner: str, state: FrontierState, error: str | None = None
@@ -268,12 +254,3 @@ class PostgresCrawlFrontier:
                  "room": max_total - size},
             )  # fmt: skip
             return cursor.rowcount
-
-
-def _item_from_row(row: dict[str, Any]) -> FrontierItem:
-    return FrontierItem(
-        url=row["url"],
-        depth=row["depth"],
-        lastmod=_as_utc(row["lastmod"]),
-        attempts=row["attempts"],
-    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -12,11 +12,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from skr.domain.errors import DependencyError, OverloadedError
+from skr.domain.errors import DependencyError, OverloadedError, SKRError
 
 logger = logging.getLogger(__name__)
 
 Connection = AsyncConnection[DictRow]
+
+ErrorTranslation = Callable[[psycopg.Error], SKRError]
+"""How one adapter words a driver error: the domain error raised in its place."""
 
 
 class PostgresDatabase:
@@ -98,3 +101,19 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.connection() as conn, conn.transaction():
             yield conn
+
+    @asynccontextmanager
+    async def translated(
+        self, translate: ErrorTranslation, *, transaction: bool = False
+    ) -> AsyncIterator[Connection]:
+        """A pooled connection (in one transaction when asked) whose driver errors are
+        raised as ``translate`` words them, the driver's error as their cause."""
+        try:
+            if transaction:
+                async with self.transaction() as conn:
+                    yield conn
+            else:
+                async with self.connection() as conn:
+                    yield conn
+        except psycopg.Error as exc:
+            raise translate(exc) from exc

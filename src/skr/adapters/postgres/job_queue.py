@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from skr.adapters.postgres.database import Connection, PostgresDatabase
-from skr.domain.errors import ConflictError, DependencyError, InvalidInputError, NotFoundError
+from skr.adapters.postgres.rows import job_from_row
+from skr.domain.errors import (
+    ConflictError,
+    DependencyError,
+    InvalidInputError,
+    NotFoundError,
+    SKRError,
+)
 from skr.domain.job_control import control_rule
-from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobError, JobKind, JobStatus
+from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobKind, JobStatus
 
 # Every time comparison uses now(), the database's clock: workers on machines whose
 # clocks disagree still agree on when a lease expires. Inside one transaction now() is
@@ -53,29 +59,12 @@ RETURNING status
 """
 
 
-def _job_from_row(row: dict[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        kind=JobKind(row["kind"]),
-        status=JobStatus(row["status"]),
-        collection_id=row["collection_id"],
-        url=row["url"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        counters=JobCounters(**row["counters"]),
-        errors=[JobError(**e) for e in row["errors"]],
-        attempts=row["attempts"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-        reason=row["reason"],
-        options=dict(row["options"]),
-    )
-
-
 def _not_found(job_id: str) -> NotFoundError:
     return NotFoundError(f"there is no job with id {job_id!r}")
+
+
+def _dependency_error(exc: psycopg.Error) -> SKRError:
+    return DependencyError(f"the job queue in PostgreSQL failed: {exc}")
 
 
 class PostgresJobQueue:
@@ -85,18 +74,9 @@ class PostgresJobQueue:
         self._db = database
         self._max_attempts = max_attempts
 
-    @asynccontextmanager
-    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Connection]:
+    def _connection(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Connection]:
         """A connection whose driver errors become ``DependencyError``."""
-        try:
-            if transaction:
-                async with self._db.transaction() as conn:
-                    yield conn
-            else:
-                async with self._db.connection() as conn:
-                    yield conn
-        except psycopg.Error as exc:
-            raise DependencyError(f"the job queue in PostgreSQL failed: {exc}") from exc
+        return self._db.translated(_dependency_error, transaction=transaction)
 
     async def _fetch_one(self, query: str, params: dict[str, object]) -> dict[str, Any] | None:
         async with self._connection() as conn:
@@ -121,13 +101,13 @@ class PostgresJobQueue:
         )
         if row is None:  # pragma: no cover - INSERT ... RETURNING always yields the row
             raise DependencyError("PostgreSQL did not return the new job")
-        return _job_from_row(row)
+        return job_from_row(row)
 
     async def get(self, job_id: str) -> Job:
         row = await self._fetch_one("SELECT * FROM jobs WHERE id = %(id)s", {"id": job_id})
         if row is None:
             raise _not_found(job_id)
-        return _job_from_row(row)
+        return job_from_row(row)
 
     async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
         async with self._connection() as conn:
@@ -138,14 +118,14 @@ class PostgresJobQueue:
                 {"limit": limit, "tenant": tenant, "default": DEFAULT_TENANT},
             )
             rows = await cursor.fetchall()
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:
         async with self._connection(transaction=True) as conn:
             await conn.execute(_FAIL_EXHAUSTED, {"max_attempts": self._max_attempts})
             cursor = await conn.execute(_LEASE, {"owner": owner, "lease_seconds": lease_seconds})
             row = await cursor.fetchone()
-        return _job_from_row(row) if row is not None else None
+        return job_from_row(row) if row is not None else None
 
     async def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> JobStatus:
         # the common case, a live lease of this owner, costs one statement
@@ -224,7 +204,7 @@ class PostgresJobQueue:
             updated = await cursor.fetchone()
         if updated is None:  # pragma: no cover - the row is locked above
             raise _not_found(job_id)
-        return _job_from_row(updated)
+        return job_from_row(updated)
 
     async def depth(self) -> int:
         row = await self._fetch_one("SELECT count(*) AS n FROM jobs WHERE status = 'queued'", {})

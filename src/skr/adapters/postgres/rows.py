@@ -1,11 +1,26 @@
-"""Rows of the PostgreSQL store turned into domain objects, and page fields made storable."""
+"""Rows of the PostgreSQL tables turned into domain objects, and page fields made storable."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from skr.domain.models import Chunk, ChunkKind, Collection, Document, ImageInfo, PageWrite
+from skr.domain.access import ApiKey, Scope
+from skr.domain.models import (
+    Chunk,
+    ChunkKind,
+    Collection,
+    Document,
+    ImageInfo,
+    Job,
+    JobCounters,
+    JobError,
+    JobKind,
+    JobStatus,
+    PageWrite,
+)
+from skr.ports.crawl_frontier import FrontierItem
 from skr.ports.vectors import Vector
 
 Row = dict[str, Any]
@@ -77,6 +92,55 @@ def chunk_from_row(row: Row) -> Chunk:
         url=row["url"],
         title=row["title"],
         image=image,
+    )
+
+
+def job_from_row(row: Row) -> Job:
+    return Job(
+        id=row["id"],
+        kind=JobKind(row["kind"]),
+        status=JobStatus(row["status"]),
+        collection_id=row["collection_id"],
+        url=row["url"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        counters=JobCounters(**row["counters"]),
+        errors=[JobError(**e) for e in row["errors"]],
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        reason=row["reason"],
+        options=dict(row["options"]),
+    )
+
+
+def key_from_row(row: Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        scopes=frozenset(Scope(s) for s in row["scopes"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A naive datetime is taken to be UTC; the server's time zone never leaks out."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC)
+
+
+def frontier_item_from_row(row: Row) -> FrontierItem:
+    return FrontierItem(
+        url=row["url"],
+        depth=row["depth"],
+        lastmod=as_utc(row["lastmod"]),
+        attempts=row["attempts"],
     )
 
 

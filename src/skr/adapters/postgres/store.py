@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,6 @@ from psycopg import sql
 from skr.adapters.postgres.database import Connection, PostgresDatabase
 from skr.adapters.postgres.export import read_stored_page, stored_pages
 from skr.adapters.postgres.rows import (
-    CHUNK_COLUMNS,
     Row,
     chunk_from_row,
     collection_from_row,
@@ -23,108 +22,35 @@ from skr.adapters.postgres.rows import (
     storable,
     storable_or_none,
 )
-from skr.domain.errors import ConflictError, DependencyError, InvalidInputError, NotFoundError
+from skr.adapters.postgres.search_queries import (
+    CHUNKS_BY_ID,
+    HYBRID,
+    KEYWORD_CANDIDATES,
+    VECTOR_CANDIDATES,
+    VECTOR_RESORTED,
+    hnsw_fetch,
+    tsquery_words,
+    with_kind,
+)
+from skr.domain.errors import (
+    ConflictError,
+    DependencyError,
+    InvalidInputError,
+    NotFoundError,
+    SKRError,
+)
 from skr.domain.models import (
     Chunk,
     ChunkKind,
     Collection,
     Document,
-    Fusion,
     HybridQuery,
     PageWrite,
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
-from skr.domain.query_terms import keyword_terms
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
-
-_MIN_EF_SEARCH = 80
-_MAX_EF_SEARCH = 1000  # the largest value pgvector accepts
-
-# Settings that hold for the rest of the transaction: a wide enough candidate list, and
-# pgvector 0.8's iterative scan, so that a filtered HNSW scan keeps going until it has
-# found enough rows of the collection (the relaxed order is sorted again afterwards).
-_HNSW_SETTINGS = (
-    "SELECT set_config('hnsw.ef_search', %s, true), "
-    "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-)
-
-_CHUNKS_BY_ID = (
-    f"SELECT {CHUNK_COLUMNS} FROM chunks c "  # noqa: S608 - a constant column list
-    "JOIN documents d ON d.id = c.document_id "
-    "LEFT JOIN images i ON i.chunk_id = c.id WHERE c.id = ANY(%s)"
-)
-
-# Candidates of both rankings. The hybrid query embeds the very same text, so that its
-# rankings are those of keyword_search and vector_search; ties are broken by seq.
-# Keyword: every chunk with a query word (the GIN index), ranked by BM25 as the dot
-# product of its stored term weights with the query's IDF vector (migration 4). On
-# SciFact's train queries that ranked far better than ts_rank (nDCG@10 0.702 vs 0.584
-# alone), in about twice its time, counting document frequencies included
-# (docs/benchmarks.md, issue 5).
-_KEYWORD_CANDIDATES = (
-    "SELECT c.id, c.seq, (c.bm25 <#> v.weights) * -1 AS rank "
-    "FROM chunks c, websearch_to_tsquery('english', %(words)s) AS q (query), "
-    "skr_bm25_query(%(collection)s, %(words)s) AS v (weights) "
-    "WHERE c.tsv @@ q.query AND c.collection_id = %(collection)s{kind} "
-    "ORDER BY rank DESC, c.seq LIMIT %(candidates)s"
-)
-_VECTOR_CANDIDATES = (
-    "SELECT c.id, c.seq, c.embedding <=> %(vector)s AS distance FROM chunks c "
-    "WHERE c.collection_id = %(collection)s AND c.model_id = %(model)s{kind} "
-    "ORDER BY distance LIMIT %(candidates)s"
-)
-_VECTOR_RESORTED = "SELECT id, distance FROM ({nearest}) AS nearest ORDER BY distance, seq"
-# One statement, one round trip: both rankings, numbered, joined and fused as
-# skr.domain.ranking fuses them. A chunk missing from one ranking gets nothing from it
-# (RRF), or that ranking's floor (score fusion); ties are ordered as the domain orders them
-# (keyword ranking first, then the vector-only chunks by vector rank).
-_RANKINGS = """
-WITH keyword AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC, seq) AS rank_no, rank::float8 AS score
-    FROM ({best}) AS best
-),
-semantic AS (
-    SELECT id, row_number() OVER (ORDER BY distance, seq) AS rank_no, 1 - distance AS score
-    FROM ({nearest}) AS nearest
-)"""
-_RRF = """
-SELECT coalesce(kw.id, vec.id) AS id,
-    coalesce(%(keyword_weight)s::float8 / (%(rrf_k)s::int8 + kw.rank_no), 0)
-    + coalesce(%(vector_weight)s::float8 / (%(rrf_k)s::int8 + vec.rank_no), 0) AS score
-FROM keyword kw FULL OUTER JOIN semantic vec ON vec.id = kw.id
-ORDER BY score DESC, kw.rank_no NULLS LAST, vec.rank_no
-LIMIT %(k)s
-"""
-# Each score over the ranking's best (0 when negative, or when the best is not positive);
-# the floor is the lowest of those when the ranking is full, else 0.
-_SCORE_FUSION = """,
-kw AS (
-    SELECT id, rank_no, CASE WHEN max(score) OVER () > 0
-        THEN greatest(score, 0) / max(score) OVER () ELSE 0 END AS norm
-    FROM keyword
-),
-vec AS (
-    SELECT id, rank_no, CASE WHEN max(score) OVER () > 0
-        THEN greatest(score, 0) / max(score) OVER () ELSE 0 END AS norm
-    FROM semantic
-),
-floors AS (
-    SELECT
-        (SELECT CASE WHEN count(*) >= %(candidates)s THEN min(norm) ELSE 0 END FROM kw)
-            AS kw_floor,
-        (SELECT CASE WHEN count(*) >= %(candidates)s THEN min(norm) ELSE 0 END FROM vec)
-            AS vec_floor
-)
-SELECT coalesce(kw.id, vec.id) AS id,
-    %(keyword_weight)s::float8 * coalesce(kw.norm, floors.kw_floor)
-    + %(vector_weight)s::float8 * coalesce(vec.norm, floors.vec_floor) AS score
-FROM kw FULL OUTER JOIN vec ON vec.id = kw.id CROSS JOIN floors
-ORDER BY score DESC, kw.rank_no NULLS LAST, vec.rank_no
-LIMIT %(k)s
-"""
-_HYBRID = {Fusion.RRF: _RANKINGS + _RRF, Fusion.SCORE: _RANKINGS + _SCORE_FUSION}
 
 _UPSERT_DOCUMENT = """
 INSERT INTO documents (id, collection_id, url, final_url, title, content_hash, etag,
@@ -153,13 +79,6 @@ _TENANT_DOCUMENT = (
 )
 
 
-def tsquery_words(text: str) -> str:
-    """A ``websearch_to_tsquery`` input that matches any word of ``text``: only word
-    characters and ``OR`` reach PostgreSQL, and that function never raises on its input."""
-    terms = keyword_terms(text)
-    return " OR ".join(terms)
-
-
 class PostgresStore:
     """Implements the Store port on PostgreSQL (see ``postgres_migrations`` for the schema)."""
 
@@ -168,20 +87,9 @@ class PostgresStore:
         self._model_id = model_id
         self._dimensions = dimensions
 
-    @asynccontextmanager
-    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Connection]:
+    def _connection(self, *, transaction: bool = False) -> AbstractAsyncContextManager[Connection]:
         """A pooled connection (in one transaction when asked), driver errors translated."""
-        try:
-            async with self._db.connection() as conn:
-                if not transaction:
-                    yield conn
-                    return
-                async with conn.transaction():
-                    yield conn
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConflictError(f"the write clashes with stored data: {_message(exc)}") from exc
-        except psycopg.Error as exc:
-            raise DependencyError(f"the PostgreSQL store failed: {_message(exc)}") from exc
+        return self._db.translated(_store_error, transaction=transaction)
 
     async def _fetch(self, query: Any, params: Any = None) -> list[Row]:
         async with self._connection() as conn:
@@ -347,7 +255,7 @@ class PostgresStore:
         if not words or k <= 0:
             return []
         params = self._search_params(collection_id, kind, candidates=k, words=words)
-        rows = await self._fetch(_with_kind(_KEYWORD_CANDIDATES, kind), params)
+        rows = await self._fetch(with_kind(KEYWORD_CANDIDATES, kind), params)
         return [ScoredId(r["id"], float(r["rank"])) for r in rows]
 
     async def vector_search(
@@ -358,9 +266,9 @@ class PostgresStore:
         params = self._search_params(
             collection_id, kind, candidates=k, vector=self._query_vector(vector)
         )
-        query = sql.SQL(_VECTOR_RESORTED).format(nearest=_with_kind(_VECTOR_CANDIDATES, kind))
+        query = sql.SQL(VECTOR_RESORTED).format(nearest=with_kind(VECTOR_CANDIDATES, kind))
         async with self._connection() as conn:
-            rows = await self._hnsw_fetch(conn, query, params, k)
+            rows = await hnsw_fetch(conn, query, params, k)
         return [ScoredId(r["id"], 1.0 - float(r["distance"])) for r in rows]
 
     async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
@@ -368,7 +276,7 @@ class PostgresStore:
             return []
         statement, params = self._hybrid_statement(collection_id, query)
         async with self._connection() as conn:
-            rows = await self._hnsw_fetch(conn, statement, params, query.candidates)
+            rows = await hnsw_fetch(conn, statement, params, query.candidates)
         return [ScoredId(r["id"], float(r["score"])) for r in rows]
 
     async def hybrid_search_chunks(
@@ -380,11 +288,11 @@ class PostgresStore:
             return []
         statement, params = self._hybrid_statement(collection_id, query)
         async with self._connection() as conn:
-            ranked = await self._hnsw_fetch(conn, statement, params, query.candidates)
+            ranked = await hnsw_fetch(conn, statement, params, query.candidates)
             ids = [r["id"] for r in ranked]
             if not ids:
                 return []
-            cursor = await conn.execute(_CHUNKS_BY_ID, (ids,))
+            cursor = await conn.execute(CHUNKS_BY_ID, (ids,))
             by_id = {r["id"]: chunk_from_row(r) for r in await cursor.fetchall()}
         return [(by_id[r["id"]], float(r["score"])) for r in ranked if r["id"] in by_id]
 
@@ -403,23 +311,11 @@ class PostgresStore:
             rrf_k=query.rrf_k,
             k=query.k,
         )
-        statement = sql.SQL(_HYBRID[query.fusion]).format(
-            best=_with_kind(_KEYWORD_CANDIDATES, query.kind),
-            nearest=_with_kind(_VECTOR_CANDIDATES, query.kind),
+        statement = sql.SQL(HYBRID[query.fusion]).format(
+            best=with_kind(KEYWORD_CANDIDATES, query.kind),
+            nearest=with_kind(VECTOR_CANDIDATES, query.kind),
         )
         return statement, params
-
-    @staticmethod
-    async def _hnsw_fetch(
-        conn: Connection, query: sql.Composed, params: dict[str, Any], k: int
-    ) -> list[Row]:
-        """Run ``query`` in a transaction of its own after the HNSW settings for ``k``
-        nearest rows; pipelined, so the settings cost no extra round trip."""
-        ef_search = min(max(_MIN_EF_SEARCH, k), _MAX_EF_SEARCH)
-        async with conn.pipeline(), conn.transaction():
-            await conn.execute(_HNSW_SETTINGS, (str(ef_search),))
-            cursor = await conn.execute(query, params)
-            return await cursor.fetchall()
 
     def _search_params(
         self, collection_id: str, kind: ChunkKind | None, **values: Any
@@ -444,16 +340,13 @@ class PostgresStore:
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         if not chunk_ids:
             return []
-        rows = await self._fetch(_CHUNKS_BY_ID, (list(chunk_ids),))
+        rows = await self._fetch(CHUNKS_BY_ID, (list(chunk_ids),))
         by_id = {r["id"]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
 
 
-def _with_kind(template: str, kind: ChunkKind | None) -> sql.Composed:
-    """``template`` with its ``{kind}`` slot filled by the kind filter, or by nothing."""
-    kind_filter = sql.SQL(" AND c.kind = %(kind)s" if kind is not None else "")
-    return sql.SQL(template).format(kind=kind_filter)
-
-
-def _message(exc: psycopg.Error) -> str:
-    return exc.diag.message_primary or type(exc).__name__
+def _store_error(exc: psycopg.Error) -> SKRError:
+    message = exc.diag.message_primary or type(exc).__name__
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return ConflictError(f"the write clashes with stored data: {message}")
+    return DependencyError(f"the PostgreSQL store failed: {message}")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from skr.adapters.redis.client import RedisClientOwner, redis_client
 from skr.domain.errors import DependencyError
 
 T = TypeVar("T")
 
 
-class RedisCache:
+class RedisCache(RedisClientOwner):
     """Implements the Cache port on Redis; every key starts with ``namespace``.
 
     Values live under ``<namespace>v:<key>`` and generations under
@@ -48,36 +46,14 @@ class RedisCache:
     def namespace(self) -> str:
         return self._namespace
 
-    async def start(self) -> None:
-        """Build the client and its connection pool; connections open on first use."""
-        if self._client is not None:
-            return
-        # The library's default retries with exponential backoff for seconds; a cache
-        # must fail fast, so at most ``retries`` immediate retries (a stale pooled socket).
-        self._client = Redis.from_url(
+    def _new_client(self) -> Redis:
+        return redis_client(
             self._url,
-            socket_timeout=self._socket_timeout,
-            socket_connect_timeout=self._connect_timeout,
-            health_check_interval=self._health_check_interval,
-            retry=Retry(NoBackoff(), self._retries),
+            socket_timeout_seconds=self._socket_timeout,
+            connect_timeout_seconds=self._connect_timeout,
+            health_check_interval_seconds=self._health_check_interval,
+            retries=self._retries,
         )
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def ping(self) -> None:
         await self._call(self._redis().ping())

@@ -6,16 +6,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Self
 
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from skr.adapters.redis.client import RedisClientOwner, redis_client
 from skr.ports.job_events import JobListener
 
 logger = logging.getLogger(__name__)
@@ -65,7 +62,7 @@ class _Listener:
             await self._events.unsubscribe(pubsub)
 
 
-class RedisJobEvents:
+class RedisJobEvents(RedisClientOwner):
     """Implements the JobEvents port with Redis pub/sub on ``<namespace>job:<job id>``.
 
     Redis is an optimisation here, never a dependency: a failed ``publish`` is logged once
@@ -101,33 +98,12 @@ class RedisJobEvents:
         self._skip_until = 0.0
         self._failing = False
 
-    async def start(self) -> None:
-        """Build the client and its connection pool; connections open on first use."""
-        if self._client is None:
-            self._client = Redis.from_url(
-                self._url,
-                socket_timeout=self._socket_timeout,
-                socket_connect_timeout=self._connect_timeout,
-                health_check_interval=30,
-                retry=Retry(NoBackoff(), 1),
-            )
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _new_client(self) -> Redis:
+        return redis_client(
+            self._url,
+            socket_timeout_seconds=self._socket_timeout,
+            connect_timeout_seconds=self._connect_timeout,
+        )
 
     async def publish(self, job_id: str) -> None:
         if self._client is None or self._skipping():

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from skr.adapters.sqlite.database import SQLiteDatabase
 from skr.adapters.sqlite.page_writes import now_text
-from skr.domain.access import ApiKey, Scope
+from skr.adapters.sqlite.rows import key_from_row
+from skr.domain.access import ApiKey
 from skr.domain.errors import ConflictError, NotFoundError
-
-
-def _key_from_row(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        name=row["name"],
-        scopes=frozenset(Scope(s) for s in row["scopes"].split(",") if s),
-        created_at=datetime.fromisoformat(row["created_at"]),
-        revoked_at=datetime.fromisoformat(row["revoked_at"]) if row["revoked_at"] else None,
-    )
 
 
 class SQLiteApiKeyStore:
@@ -44,13 +33,13 @@ class SQLiteApiKeyStore:
         row = await self._db.read(
             lambda c: c.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         )
-        return None if row is None else (_key_from_row(row), row["secret_hash"])
+        return None if row is None else (key_from_row(row), row["secret_hash"])
 
     async def list_keys(self) -> list[ApiKey]:
         rows = await self._db.read(
             lambda c: c.execute("SELECT * FROM api_keys ORDER BY seq").fetchall()
         )
-        return [_key_from_row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         def run(conn: sqlite3.Connection) -> ApiKey:
@@ -60,7 +49,7 @@ class SQLiteApiKeyStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"there is no key {key_id!r}")
-            return _key_from_row(row)
+            return key_from_row(row)
 
         return await self._db.write(run)
 

@@ -10,17 +10,12 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from skr.adapters.sqlite.database import SQLiteDatabase
-from skr.adapters.sqlite.rows import chunk_from_row, document_from_row
+from skr.adapters.sqlite.rows import SELECT_CHUNKS, chunk_from_row, document_from_row
 from skr.ports.store import StoredPage
 
 _BATCH = 64
 _CHUNKS_OF_DOCUMENTS = (
-    "SELECT c.*, d.url AS url, i.src AS image_src, i.alt AS image_alt, "
-    "i.title AS image_title, i.caption AS image_caption, "
-    "i.surrounding_text AS image_surrounding, i.ocr_text AS image_ocr "
-    "FROM chunks c JOIN documents d ON d.id = c.document_id "
-    "LEFT JOIN images i ON i.chunk_id = c.id "
-    "WHERE c.document_id IN ({marks}) ORDER BY c.document_id, c.ordinal, c.seq"
+    SELECT_CHUNKS + " WHERE c.document_id IN ({marks}) ORDER BY c.document_id, c.ordinal, c.seq"
 )
 
 

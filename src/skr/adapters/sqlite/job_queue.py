@@ -6,37 +6,13 @@ import json
 import sqlite3
 import time
 import uuid
-from datetime import UTC, datetime
 
 from skr.adapters.sqlite.database import SQLiteDatabase
 from skr.adapters.sqlite.page_writes import now_text
+from skr.adapters.sqlite.rows import job_from_row
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.job_control import control_rule
-from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobError, JobKind, JobStatus
-
-
-def _job_from_row(row: sqlite3.Row) -> Job:
-    counters = JobCounters(**json.loads(row["counters"]))
-    errors = [JobError(**e) for e in json.loads(row["errors"])]
-    expires = row["lease_expires_at"]
-    return Job(
-        id=row["id"],
-        kind=JobKind(row["kind"]),
-        status=JobStatus(row["status"]),
-        collection_id=row["collection_id"],
-        url=row["url"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        started_at=datetime.fromisoformat(row["started_at"]) if row["started_at"] else None,
-        finished_at=datetime.fromisoformat(row["finished_at"]) if row["finished_at"] else None,
-        counters=counters,
-        errors=errors,
-        attempts=row["attempts"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=datetime.fromtimestamp(expires, UTC) if expires else None,
-        reason=row["reason"],
-        options=json.loads(row["options"]),
-    )
+from skr.domain.models import DEFAULT_TENANT, Job, JobCounters, JobKind, JobStatus
 
 
 class SQLiteJobQueue:
@@ -61,7 +37,7 @@ class SQLiteJobQueue:
                 ),
             ).fetchone()
         )  # fmt: skip
-        return _job_from_row(row)
+        return job_from_row(row)
 
     async def get(self, job_id: str) -> Job:
         row = await self._db.read(
@@ -69,7 +45,7 @@ class SQLiteJobQueue:
         )
         if row is None:
             raise NotFoundError(f"there is no job with id {job_id!r}")
-        return _job_from_row(row)
+        return job_from_row(row)
 
     async def list_recent(self, limit: int, tenant: str | None = None) -> list[Job]:
         sql = (
@@ -78,7 +54,7 @@ class SQLiteJobQueue:
         )
         args = (tenant, DEFAULT_TENANT, tenant, limit)
         rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def lease(self, owner: str, lease_seconds: float) -> Job | None:
         def run(conn: sqlite3.Connection) -> Job | None:
@@ -98,7 +74,7 @@ class SQLiteJobQueue:
                 "WHERE id = ? RETURNING *",
                 (owner, now + lease_seconds, stamp, stamp, row[0]),
             ).fetchone()
-            return _job_from_row(leased)
+            return job_from_row(leased)
 
         return await self._db.write(run)
 
@@ -193,7 +169,7 @@ class SQLiteJobQueue:
                 "finished_at = coalesce(?, finished_at), updated_at = ? WHERE id = ? RETURNING *",
                 (target.value, finished, now_text(), job_id),
             ).fetchone()
-            return _job_from_row(updated)
+            return job_from_row(updated)
 
         return await self._db.write(run)
 

@@ -23,6 +23,7 @@ from skr.adapters.sqlite.page_writes import (
     write_page_rows,
 )
 from skr.adapters.sqlite.rows import chunk_from_row, collection_from_row, document_from_row
+from skr.adapters.sqlite.search_queries import chunk_rows, fts_query, keyword_search, vector_search
 from skr.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from skr.domain.models import (
     Chunk,
@@ -34,20 +35,16 @@ from skr.domain.models import (
     ScoredId,
 )
 from skr.domain.paging import decode_cursor
-from skr.domain.query_terms import keyword_terms
 from skr.domain.ranking import fuse
 from skr.ports.store import StoredPage
 from skr.ports.vectors import Vector
 
 logger = logging.getLogger(__name__)
 
-
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 query: every word of ``text`` quoted, joined with OR."""
-    terms = keyword_terms(text)
-    if not terms:
-        return None
-    return " OR ".join(f'"{term}"' for term in terms)
+_TENANT_DOCUMENT = (
+    "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
+    "WHERE d.id = ? AND k.tenant = ?"
+)
 
 
 class SQLiteStore:
@@ -231,11 +228,7 @@ class SQLiteStore:
 
     async def get_document(self, document_id: str, tenant: str) -> Document:
         row = await self._db.read(
-            lambda c: c.execute(
-                "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
-                "WHERE d.id = ? AND k.tenant = ?",
-                (document_id, tenant),
-            ).fetchone()
+            lambda c: c.execute(_TENANT_DOCUMENT, (document_id, tenant)).fetchone()
         )
         if row is None:
             raise NotFoundError(f"there is no document with id {document_id!r}")
@@ -258,11 +251,7 @@ class SQLiteStore:
 
     async def delete_document(self, document_id: str, tenant: str) -> None:
         def run(conn: sqlite3.Connection) -> PageWritten:
-            row = conn.execute(
-                "SELECT d.* FROM documents d JOIN collections k ON k.id = d.collection_id "
-                "WHERE d.id = ? AND k.tenant = ?",
-                (document_id, tenant),
-            ).fetchone()
+            row = conn.execute(_TENANT_DOCUMENT, (document_id, tenant)).fetchone()
             if row is None:
                 raise NotFoundError(f"there is no document with id {document_id!r}")
             removed = [
@@ -287,7 +276,7 @@ class SQLiteStore:
         match = fts_query(query)
         if match is None:
             return []
-        return await self._db.read(lambda c: _keyword_search(c, collection_id, match, k, kind))
+        return await self._db.read(lambda c: keyword_search(c, collection_id, match, k, kind))
 
     async def vector_search(
         self, collection_id: str, vector: Vector, k: int, kind: ChunkKind | None
@@ -295,7 +284,7 @@ class SQLiteStore:
         index = self._indexes.get(collection_id)
         if index is None:
             return []
-        return await self._db.read(lambda c: _vector_search(c, index, vector, k, kind))
+        return await self._db.read(lambda c: vector_search(c, index, vector, k, kind))
 
     async def hybrid_search(self, collection_id: str, query: HybridQuery) -> list[ScoredId]:
         """Both rankings in one read on one reader thread: a hand-off to a thread and back
@@ -314,7 +303,7 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> tuple[list[ScoredId], list[sqlite3.Row]]:
             ranked = rank(conn)
-            return ranked, _chunk_rows(conn, [item.chunk_id for item in ranked])
+            return ranked, chunk_rows(conn, [item.chunk_id for item in ranked])
 
         ranked, rows = await self._db.read(read)
         by_id = {r["id"]: chunk_from_row(r) for r in rows}
@@ -328,8 +317,8 @@ class SQLiteStore:
         k, kind = query.candidates, query.kind
 
         def rank(conn: sqlite3.Connection) -> list[ScoredId]:
-            keyword = [] if match is None else _keyword_search(conn, collection_id, match, k, kind)
-            semantic = [] if index is None else _vector_search(conn, index, query.vector, k, kind)
+            keyword = [] if match is None else keyword_search(conn, collection_id, match, k, kind)
+            semantic = [] if index is None else vector_search(conn, index, query.vector, k, kind)
             return fuse(query, keyword, semantic)
 
         return rank
@@ -337,106 +326,6 @@ class SQLiteStore:
     async def get_chunks(self, chunk_ids: Sequence[str]) -> list[Chunk]:
         if not chunk_ids:
             return []
-        rows = await self._db.read(lambda c: _chunk_rows(c, chunk_ids))
+        rows = await self._db.read(lambda c: chunk_rows(c, chunk_ids))
         by_id = {r["id"]: chunk_from_row(r) for r in rows}
         return [by_id[i] for i in chunk_ids if i in by_id]
-
-
-def _chunk_rows(conn: sqlite3.Connection, chunk_ids: Sequence[str]) -> list[sqlite3.Row]:
-    """The rows :func:`chunk_from_row` reads, of these chunks, in no particular order."""
-    if not chunk_ids:
-        return []
-    marks = ",".join("?" * len(chunk_ids))
-    sql = (
-        "SELECT c.*, d.url AS url, i.src AS image_src, i.alt AS image_alt, "  # noqa: S608
-        "i.title AS image_title, i.caption AS image_caption, "
-        "i.surrounding_text AS image_surrounding, i.ocr_text AS image_ocr "
-        "FROM chunks c JOIN documents d ON d.id = c.document_id "
-        f"LEFT JOIN images i ON i.chunk_id = c.id WHERE c.id IN ({marks})"
-    )
-    return conn.execute(sql, list(chunk_ids)).fetchall()
-
-
-_KEYWORD_RANKED_MAX = 4096
-"""The most FTS5 matches :func:`_keyword_search` ranks before it filters by collection
-in one join instead."""
-
-
-def _keyword_search(
-    conn: sqlite3.Connection,
-    collection_id: str,
-    match: str,
-    k: int,
-    kind: ChunkKind | None,
-    ranked_max: int = _KEYWORD_RANKED_MAX,
-) -> list[ScoredId]:
-    """The best ``k`` chunks of the collection for an FTS5 ``match``, by BM25 (title 2,
-    heading 1.5, text 1).
-
-    FTS5 ranks the matches of every collection by itself, and only the best are looked up
-    in ``chunks`` for their collection and kind, four times as many each time too few of
-    them belong: joining every match to ``chunks`` first cost a search of the Flask docs
-    ~0.4-0.7 ms more (one collection, 300 matches; ~1.3-1.6 ms against 0.9 ms)."""
-    limit = k
-    while limit <= ranked_max:
-        ranked = conn.execute(
-            "SELECT rowid, bm25(chunks_fts, 2.0, 1.5, 1.0) AS score FROM chunks_fts "
-            "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?",
-            (match, limit),
-        ).fetchall()
-        if not ranked:
-            return []
-        marks = ",".join("?" * len(ranked))
-        sql = f"SELECT seq, id FROM chunks WHERE seq IN ({marks}) AND collection_id = ?"  # noqa: S608
-        params: list[object] = [r[0] for r in ranked]
-        params.append(collection_id)
-        if kind is not None:
-            sql += " AND kind = ?"
-            params.append(kind.value)
-        ours = dict(conn.execute(sql, params).fetchall())
-        hits = [ScoredId(ours[seq], -float(score)) for seq, score in ranked if seq in ours]
-        if len(hits) >= k or len(ranked) < limit:
-            return hits[:k]
-        limit *= 4
-    return _keyword_search_joined(conn, collection_id, match, k, kind)
-
-
-def _keyword_search_joined(
-    conn: sqlite3.Connection, collection_id: str, match: str, k: int, kind: ChunkKind | None
-) -> list[ScoredId]:
-    """:func:`_keyword_search` in one statement: every match joined to ``chunks``."""
-    sql = (
-        "SELECT c.id, bm25(chunks_fts, 2.0, 1.5, 1.0) AS rank FROM chunks_fts "
-        "JOIN chunks c ON c.seq = chunks_fts.rowid "
-        "WHERE chunks_fts MATCH ? AND c.collection_id = ?"
-    )
-    params: list[object] = [match, collection_id]
-    if kind is not None:
-        sql += " AND c.kind = ?"
-        params.append(kind.value)
-    sql += " ORDER BY rank LIMIT ?"
-    params.append(k)
-    return [ScoredId(r[0], -float(r[1])) for r in conn.execute(sql, params).fetchall()]
-
-
-def _vector_search(
-    conn: sqlite3.Connection, index: HnswIndex, vector: Vector, k: int, kind: ChunkKind | None
-) -> list[ScoredId]:
-    """The ``k`` nearest chunks in ``index``; with a ``kind``, four times as many are
-    looked up first, so that filtering by kind still leaves ``k``."""
-    found = index.search(np.asarray(vector, dtype=np.float32), k if kind is None else k * 4)
-    if not found:
-        return []
-    marks = ",".join("?" * len(found))
-    rows = conn.execute(
-        f"SELECT seq, id, kind FROM chunks WHERE seq IN ({marks})",  # noqa: S608
-        [label for label, _ in found],
-    ).fetchall()
-    by_seq = {int(r[0]): (r[1], r[2]) for r in rows}
-    hits: list[ScoredId] = []
-    for label, score in found:
-        entry = by_seq.get(label)
-        if entry is None or (kind is not None and entry[1] != kind.value):
-            continue
-        hits.append(ScoredId(entry[0], score))
-    return hits[:k]
