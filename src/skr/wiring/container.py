@@ -152,7 +152,6 @@ def _image_reader(settings: Settings) -> ImageReader | None:
 def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> Services:
     """Every service, from the settings and the adapters; no I/O."""
     backend = adapters.backend
-    store, cache = backend.store, backend.cache
     polite = PoliteFetcher(
         adapters.fetcher,
         backend.host_limiter,
@@ -162,32 +161,11 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
         slot_lease_seconds=settings.fetch.total_timeout_seconds * 2,
     )
     ingest = _ingest_service(settings, adapters, polite)
-    crawl = CrawlService(
-        frontier=backend.frontier,
-        ingest=ingest,
-        fetcher=polite,
-        store=store,
-        user_agent=settings.user_agent,
-        settings=CrawlSettings(
-            concurrency=settings.crawl.concurrency,
-            lease_seconds=settings.crawl.url_lease_seconds,
-            max_attempts=settings.crawl.url_attempts,
-        ),
-        on_page=_page_counter(metrics),
-    )
-    search = SearchService(
-        store=store,
-        embedder=adapters.embedder,
-        cache=cache,
-        candidates=settings.search.candidates,
-        rrf_k=settings.search.rrf_k,
-        cache_ttl_seconds=settings.cache.ttl_seconds,
-        fusion=Fusion(settings.search.fusion),
-        keyword_weight=settings.search.keyword_weight,
-    )
-    collections = CollectionResolver(store)
+    crawl = _crawl_service(settings, backend, ingest, polite, metrics)
+    search = _search_service(settings, adapters)
+    collections = CollectionResolver(backend.store)
     readiness = ReadinessCheck(
-        store=store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
+        store=backend.store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
     )
     return Services(
         ingest=ingest,
@@ -199,29 +177,9 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
             generator=adapters.generator,
             on_citations_dropped=metrics.citations_dropped.inc,
         ),
-        jobs=JobService(
-            queue=backend.job_queue,
-            events=backend.job_events,
-            fetcher=adapters.fetcher,
-            collections=collections,
-            limits=JobLimits(
-                max_pages=settings.crawl.max_pages_limit,
-                key_max_active_jobs=settings.key.max_active_jobs,
-            ),
-        ),
-        library=LibraryService(store=store, collections=collections, ingest=ingest),
-        worker=JobWorker(
-            queue=backend.job_queue,
-            ingest=ingest,
-            options=WorkerOptions(
-                concurrency=settings.worker.concurrency,
-                lease_seconds=settings.job.lease_seconds,
-                poll_seconds=settings.job.poll_seconds,
-            ),
-            on_page=_page_counter(metrics),
-            events=backend.job_events,
-            crawl=crawl,
-        ),
+        jobs=_job_service(settings, backend, adapters, collections),
+        library=LibraryService(store=backend.store, collections=collections, ingest=ingest),
+        worker=_worker(settings, backend, ingest, crawl, metrics),
         access=AccessService(backend.api_keys, cache_seconds=settings.key.cache_seconds),
         key_limiter=KeyRateLimiter(
             rate=settings.key.rate_per_second, burst=settings.key.rate_burst
@@ -234,6 +192,77 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
             pool_stats=backend.pool_stats,
             generator=adapters.generator,
         ),
+    )
+
+
+def _crawl_service(
+    settings: Settings,
+    backend: Backend,
+    ingest: IngestService,
+    polite: PoliteFetcher,
+    metrics: Metrics,
+) -> CrawlService:
+    return CrawlService(
+        frontier=backend.frontier,
+        ingest=ingest,
+        fetcher=polite,
+        store=backend.store,
+        user_agent=settings.user_agent,
+        settings=CrawlSettings(
+            concurrency=settings.crawl.concurrency,
+            lease_seconds=settings.crawl.url_lease_seconds,
+            max_attempts=settings.crawl.url_attempts,
+        ),
+        on_page=_page_counter(metrics),
+    )
+
+
+def _search_service(settings: Settings, adapters: Adapters) -> SearchService:
+    return SearchService(
+        store=adapters.backend.store,
+        embedder=adapters.embedder,
+        cache=adapters.backend.cache,
+        candidates=settings.search.candidates,
+        rrf_k=settings.search.rrf_k,
+        cache_ttl_seconds=settings.cache.ttl_seconds,
+        fusion=Fusion(settings.search.fusion),
+        keyword_weight=settings.search.keyword_weight,
+    )
+
+
+def _job_service(
+    settings: Settings, backend: Backend, adapters: Adapters, collections: CollectionResolver
+) -> JobService:
+    return JobService(
+        queue=backend.job_queue,
+        events=backend.job_events,
+        fetcher=adapters.fetcher,
+        collections=collections,
+        limits=JobLimits(
+            max_pages=settings.crawl.max_pages_limit,
+            key_max_active_jobs=settings.key.max_active_jobs,
+        ),
+    )
+
+
+def _worker(
+    settings: Settings,
+    backend: Backend,
+    ingest: IngestService,
+    crawl: CrawlService,
+    metrics: Metrics,
+) -> JobWorker:
+    return JobWorker(
+        queue=backend.job_queue,
+        ingest=ingest,
+        options=WorkerOptions(
+            concurrency=settings.worker.concurrency,
+            lease_seconds=settings.job.lease_seconds,
+            poll_seconds=settings.job.poll_seconds,
+        ),
+        on_page=_page_counter(metrics),
+        events=backend.job_events,
+        crawl=crawl,
     )
 
 

@@ -39,34 +39,7 @@ def create_app(
     process asks to freeze its startup heap once ready (``startup_heap``)."""
     resolved = settings if settings is not None else Settings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with container_factory(resolved) as container:
-            app.state.container = container
-            try:
-                open_mode = await container.services.access.open_mode()
-            except SKRError as exc:  # the store is not up yet: serve unready, decide later
-                logger.warning("could not tell whether API keys exist yet: %s", exc.detail)
-                open_mode = False
-            if open_mode:
-                if not is_loopback(resolved.host):
-                    raise RuntimeError(
-                        f"SKR has no API key, so it serves only on loopback, not on "
-                        f"{resolved.host}: create one with `skr keys create`, or set "
-                        "SKR_HOST=127.0.0.1"
-                    )
-                logger.warning(
-                    "no API key exists: SKR is open to anyone on this machine "
-                    "(serving on %s only); `skr keys create` to require keys",
-                    resolved.host,
-                )
-            if not resolved.allow_private_networks:
-                logger.info("the network guard refuses private and loopback addresses")
-            if freeze_startup_heap_when_ready:
-                freeze_startup_heap()
-            logger.info("SKR ready; data in %s", resolved.data_dir)
-            yield
-            app.state.container = None
+    lifespan = _lifespan(resolved, container_factory, freeze_startup_heap_when_ready)
 
     app = FastAPI(
         title="SKR — Smart Knowledge Repository",
@@ -99,6 +72,47 @@ def create_app(
     app.add_middleware(RequestMetricsMiddleware, metrics=current_metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a shed request has an id
     return app
+
+
+def _lifespan(
+    settings: Settings, container_factory: ContainerFactory, freeze_heap: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: enter the container, refuse to serve beyond loopback without
+    API keys, and say how SKR runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with container_factory(settings) as container:
+            app.state.container = container
+            try:
+                open_mode = await container.services.access.open_mode()
+            except SKRError as exc:  # the store is not up yet: serve unready, decide later
+                logger.warning("could not tell whether API keys exist yet: %s", exc.detail)
+                open_mode = False
+            if open_mode:
+                _check_open_mode_host(settings.host)
+            if not settings.allow_private_networks:
+                logger.info("the network guard refuses private and loopback addresses")
+            if freeze_heap:
+                freeze_startup_heap()
+            logger.info("SKR ready; data in %s", settings.data_dir)
+            yield
+            app.state.container = None
+
+    return lifespan
+
+
+def _check_open_mode_host(host: str) -> None:
+    if not is_loopback(host):
+        raise RuntimeError(
+            f"SKR has no API key, so it serves only on loopback, not on {host}: create one "
+            "with `skr keys create`, or set SKR_HOST=127.0.0.1"
+        )
+    logger.warning(
+        "no API key exists: SKR is open to anyone on this machine "
+        "(serving on %s only); `skr keys create` to require keys",
+        host,
+    )
 
 
 def create_app_from_environment() -> FastAPI:
