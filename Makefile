@@ -26,10 +26,13 @@ services:
 serve: install
 	$(BIN)/skr serve
 
+# lint-imports checks the layers contract in pyproject.toml; uncached, as it takes well
+# under a second and then leaves no cache directory in the tree.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: install lint services
 	$(BIN)/pytest

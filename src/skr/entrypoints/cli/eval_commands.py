@@ -1,4 +1,8 @@
-"""`skr eval`: a BEIR-layout dataset through the normal text ingest and search, scored."""
+"""`skr eval`: a BEIR-layout dataset through the normal text ingest and search, scored.
+
+The evaluation, the ingest pipeline and the wiring (numpy, the embedder, the stores) are
+imported when the command runs, not when the command line starts: every other command,
+and `skr --help`, would pay for them."""
 
 from __future__ import annotations
 
@@ -9,32 +13,66 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
+import typer
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from skr.domain.models import DEFAULT_TENANT, Collection
-from skr.services.evaluation import (
-    ANSWER_PASSAGES,
-    DEFAULT_K_VALUES,
-    HEADLINE_METRICS,
-    RANKINGS,
-    BeirDataset,
-    EvalReport,
-    document_id_of,
-    evaluate,
-    evaluate_citations,
-    load_beir,
-    source_id,
-)
-from skr.services.ingest import TextDocument
+from skr.entrypoints.cli.output import err, fail, out
 from skr.settings import CacheSettings, LLMSettings, Settings
-from skr.wiring.container import Container, build_container
+
+if TYPE_CHECKING:
+    from skr.domain.models import Collection
+    from skr.services.evaluation import BeirDataset, EvalReport
+    from skr.services.ingest import TextDocument
+    from skr.wiring.container import Container
 
 _DELETE_PAGE = 500
+
+eval_app = typer.Typer()
+
+
+@eval_app.command("eval")
+def eval_(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            file_okay=False,
+            metavar="DIRECTORY",
+            help="corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv.",
+        ),
+    ],
+    split: Annotated[
+        str, typer.Option(metavar="SPLIT", help="The qrels file to score: qrels/SPLIT.tsv.")
+    ] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    limit_queries: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Only the first N queries.")
+    ] = None,
+    limit_docs: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Only N documents, the relevant ones first."),
+    ] = None,
+) -> None:
+    """Score keyword, vector and hybrid search on a BEIR dataset.
+
+    The dataset is indexed into a fresh collection: in a temporary data directory, or in
+    PostgreSQL with SKR_DATABASE_URL.
+    """
+    from skr.domain.errors import SKRError
+
+    try:
+        run = run_eval(
+            directory, split=split, limit_queries=limit_queries, limit_docs=limit_docs,
+            progress_console=err,
+        )  # fmt: skip
+    except SKRError as exc:
+        fail(exc.detail)
+    print_run(run, out, as_json=as_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +109,9 @@ def run_eval(
 ) -> EvalRun:
     """Load the dataset, index it into a fresh collection (a temporary data directory, or
     PostgreSQL when SKR_DATABASE_URL is set) and score every ranking on its judged queries."""
+    from skr.services.evaluation import load_beir
+    from skr.wiring.container import build_container
+
     dataset = load_beir(directory, split).limited(queries=limit_queries, documents=limit_docs)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -95,6 +136,15 @@ def run_eval(
 async def _index_and_evaluate(
     container: Container, dataset: BeirDataset, split: str, progress: Progress
 ) -> EvalRun:
+    from skr.domain.models import DEFAULT_TENANT
+    from skr.services.evaluation import (
+        DEFAULT_K_VALUES,
+        RANKINGS,
+        document_id_of,
+        evaluate,
+        evaluate_citations,
+    )
+
     services = container.services
     name = f"eval-{secrets.token_hex(4)}"
     collection = await services.library.create_collection(name, DEFAULT_TENANT)
@@ -144,6 +194,9 @@ async def _index_and_evaluate(
 def text_documents(dataset: BeirDataset) -> list[TextDocument]:
     """The corpus as texts: a document with only a title is its title; one with neither
     could never be found, and is left out (the printed document count shows it)."""
+    from skr.services.evaluation import source_id
+    from skr.services.ingest import TextDocument
+
     return [
         TextDocument(source_id(dataset.name, d.id), d.title, d.text if d.text.strip() else d.title)
         for d in dataset.corpus
@@ -171,6 +224,8 @@ async def _empty_collection(container: Container, collection: Collection) -> Non
 
 
 def print_run(run: EvalRun, console: Console, *, as_json: bool) -> None:
+    from skr.services.evaluation import ANSWER_PASSAGES, HEADLINE_METRICS
+
     if as_json:
         console.print_json(json.dumps(run.as_dict()))
         return

@@ -39,13 +39,20 @@ def _run(action: Callable[[AccessService], Awaitable[T]]) -> T:
 
 @keys_app.command("create")
 def create(
-    tenant: Annotated[str, typer.Option(help="Whose data the key reaches.")],
+    tenant: Annotated[str, typer.Option(metavar="TENANT", help="Whose data the key reaches.")],
     scope: Annotated[
-        list[Scope], typer.Option("--scope", help="read, ingest or admin; repeat for several.")
+        list[Scope],
+        typer.Option("--scope", metavar="SCOPE", help="read, ingest or admin; repeat for several."),
     ],
-    name: Annotated[str, typer.Option(help="A note on who or what uses the key.")] = "",
+    name: Annotated[
+        str, typer.Option(metavar="TEXT", help="A note on who or what uses the key.")
+    ] = "",
 ) -> None:
-    """Make a key; it is printed once and never again (SKR keeps only its hash)."""
+    """Make a key; it is printed once and never again.
+
+    SKR keeps only the key's hash. The key goes to standard output, alone on its line;
+    what it is for goes to standard error.
+    """
     made = _run(lambda access: access.create_key(tenant, name, scope))
     _err.print(
         f"key {made.key.id} for tenant {made.key.tenant} "
@@ -71,8 +78,13 @@ def list_() -> None:
 
 @keys_app.command("revoke")
 def revoke(
-    key_id: Annotated[str, typer.Argument(help="The key's id (from `skr keys list`).")],
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id (from `skr keys list`).")
+    ],
 ) -> None:
-    """Revoke a key; API processes stop taking it within SKR_KEY_CACHE_SECONDS."""
+    """Revoke a key.
+
+    API processes stop taking it within SKR_KEY_CACHE_SECONDS.
+    """
     key = _run(lambda access: access.revoke_key(key_id))
     _out.print(f"key {key.id} of tenant {key.tenant} is revoked", highlight=False)
