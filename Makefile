@@ -43,7 +43,7 @@ bench: install
 	$(BIN)/python bench/bench_embedder.py
 
 # What one request of each kind costs an embedded `skr serve`: CPU and latency, one at a
-# time (about 2 minutes, most of it the seeding crawl); the arithmetic behind `make load`.
+# time (most of its time is the seeding crawl); the arithmetic behind `make load`.
 bench-costs: install
 	$(BIN)/python bench/bench_request_costs.py
 
@@ -58,8 +58,9 @@ bench-ann:
 	.venv-ann/bin/pip install --quiet numpy hnswlib==0.8.0 faiss-cpu usearch psutil
 	.venv-ann/bin/python bench/bench_ann.py
 
-# Retrieval quality on BEIR SciFact's test queries (issue 5): about 25 minutes, most of
-# it indexing. Tuning, on the train queries only: bench/tune_scifact.py.
+# Retrieval quality on BEIR SciFact's test queries (issue 5): the longest benchmark, most
+# of it indexing (run times in docs/benchmarks.md). Tuning, on the train queries only:
+# bench/tune_scifact.py.
 bench-scifact: install
 	$(BIN)/skr eval ../shared/data/scifact
 
@@ -88,7 +89,7 @@ load: install services $(BIN)/locust
 # Faults under steady load (issue 6, scenario 3), scale-out: a worker SIGKILLed, this
 # machine's PostgreSQL restarted and Redis stopped and started (run it only where nothing
 # else uses them), the answer model failing then slow; report in
-# bench/results/faults-scale-out-USERS.md. About 9 minutes.
+# bench/results/faults-scale-out-USERS.md (its run time is in docs/benchmarks.md).
 FAULT_ARGS ?=
 faults: install services $(BIN)/locust
 	timeout --kill-after=60 $(LOAD_TIME_LIMIT) $(BIN)/python bench/load/run_faults.py \

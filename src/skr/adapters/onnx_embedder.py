@@ -145,8 +145,8 @@ def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
 
 
 def _release_free_heap() -> None:
-    """Hand freed heap back to the OS (glibc keeps it otherwise). Measured on the Flask
-    docs: 386 MB resident after embedding 1,055 chunks, 239 MB after this call."""
+    """Hand freed heap back to the OS: glibc keeps it, so a process that once embedded a
+    large page would stay at that size (docs/benchmarks.md, "Memory of the serving process")."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: nothing to do
@@ -159,7 +159,8 @@ def _run_options() -> Any:
 
     options = onnxruntime.RunOptions()
     # Give the arena's memory back after each batch: inputs vary in shape, and a kept
-    # arena grows to the largest batch ever seen (measured: 1.9 GB resident without this).
+    # arena grows to the largest batch ever seen (docs/benchmarks.md, "Memory of the
+    # serving process", has the peak without this).
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
@@ -191,9 +192,9 @@ class OnnxMiniLMEmbedder:
     process, at startup). Inference runs on ``parallel_batches`` worker threads owned by
     the embedder, each with a model session of ``threads`` threads, so the event loop never
     blocks; :meth:`close` stops them. Two single-thread batches side by side beat one
-    two-thread batch on two cores: 41.9 vs 36.5 chunks/s alone, 28.0 vs 21.9 with page
-    extraction running alongside (``bench/embed_parallelism.py``; a two-thread batch
-    stalls as a whole when either of its threads waits for a core).
+    two-thread batch on two cores, alone and more so beside page extraction: a two-thread
+    batch stalls as a whole when either of its threads waits for a core
+    (``bench/embed_parallelism.py``; docs/benchmarks.md, "Crawling the Flask docs").
 
     With ``query_session``, queries (calls of a few texts) get a session and a thread of
     their own, and the batch threads run ``batch_niceness`` lower in CPU priority, so a

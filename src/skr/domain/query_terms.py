@@ -9,9 +9,9 @@ MAX_QUERY_TERMS = 64
 
 # PostgreSQL's English stop words (its english.stop, the Snowball list): its tsvector search
 # drops these itself, and SQLite's FTS5 drops the same, so both stores match the same
-# words. They match nearly every chunk, so keeping them only cost time: on SciFact's train
-# queries FTS5 scored a third of the rows without them, at the same quality
-# (docs/benchmarks.md, issue 5).
+# words. They match nearly every chunk, so keeping them only costs time: without them FTS5
+# scores far fewer rows, at the same quality on SciFact's train queries
+# (docs/benchmarks.md, "How the defaults were chosen: train queries only").
 STOP_WORDS = frozenset(
     """
     i me my myself we our ours ourselves you your yours yourself yourselves he him his

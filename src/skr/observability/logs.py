@@ -102,7 +102,7 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
         "stream": "ext://sys.stderr",
     }
     # trafilatura reports every short page it discards; pypdf warns once per damaged
-    # object, 36,000 lines for one hostile PDF (SKR logs the reason a PDF failed itself)
+    # object, so one hostile PDF can flood the log (SKR logs the reason a PDF failed itself)
     quiet = {"level": "ERROR"}
     return {
         "version": 1,

@@ -2,10 +2,9 @@
 processes that extract, embed and read pages (``SKR_INGEST_NICENESS``).
 
 On two cores a page being ingested (the embedding model on a core, extraction and OCR on
-the other) left searches waiting for a core: under 1,000 users while new pages were
-ingested, search p99 97 ms at equal priority, 85 ms with ingest work niced by 10
-(docs/benchmarks.md, runs Z3-Z4). A niced thread still gets every core no request wants:
-a crawl of the Flask docs on an idle server took 36.7 s niced, 36.5 s not.
+the other) leaves searches waiting for a core; niced, ingest work lets the event loop go
+first. A niced thread still gets every core no request wants, so an idle server crawls as
+fast as before (docs/benchmarks.md: "Load", runs Z3–Z4, and "Crawling the Flask docs").
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ class _Budget:
     """The token budget of one section's chunks: the whole embedded string must fit.
 
     Counts are remembered: a chunk's text is counted when its end is confirmed and again
-    for its draft, and tokenizing is most of what chunking costs (measured on the Flask
-    docs: a third of it was that second count)."""
+    for its draft, and tokenizing is most of what chunking costs, the second count a good
+    part of it (docs/benchmarks/history.md, "Crawling the Flask docs", 2026-11-28)."""
 
     counter: TokenCounter
     title: str
