@@ -50,7 +50,7 @@ class RouteResult:
 
 def build_texts(count: int, corpus: Path, seed: int) -> tuple[list[str], str]:
     """``count`` passages of 75 to 200 tokens, cut at token boundaries, and where they came from."""
-    from skr.adapters.onnx_embedder import MiniLMTokenizer
+    from skr.adapters.minilm_wordpiece import MiniLMTokenizer
 
     tokenizer = MiniLMTokenizer.bundled()
     rng = random.Random(seed)
@@ -183,7 +183,7 @@ def tree_bytes(path: Path) -> int:
 
 def route_package_bytes(route: str) -> int:
     """The route's own directories in site-packages (what the brief names, no dependencies)."""
-    from skr.adapters.onnx_embedder import bundled_tokenizer_file
+    from skr.adapters.minilm_wordpiece import bundled_tokenizer_file
     from skr.adapters.torch_embedder import bundled_model_dir
 
     if route == "onnx":
@@ -259,7 +259,7 @@ def installed_sizes(routes: Iterable[str]) -> dict[str, tuple[int, int, int]]:
 
 
 def describe_texts(texts: list[str], source: str) -> str:
-    from skr.adapters.onnx_embedder import MiniLMTokenizer
+    from skr.adapters.minilm_wordpiece import MiniLMTokenizer
 
     tokenizer = MiniLMTokenizer.bundled()
     counts = [tokenizer.count_tokens(text) for text in texts]

@@ -194,7 +194,7 @@ def test_invalid_budgets_are_refused() -> None:
 
 @pytest.mark.skipif(not FLASK_DOCS.is_dir(), reason="the shared Flask docs are not on this machine")
 def test_real_tokenizer_keeps_every_flask_chunk_within_256_tokens() -> None:
-    from skr.adapters.onnx_embedder import MiniLMTokenizer
+    from skr.adapters.minilm_wordpiece import MiniLMTokenizer
 
     counter = MiniLMTokenizer.bundled()  # the tokenizer the ONNX embedder counts with
     url = "https://flask.palletsprojects.com/en/2.2.x/quickstart.html"

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from skr.adapters.onnx_embedder import DIMENSIONS, MAX_LENGTH, MiniLMTokenizer
+from skr.adapters.minilm_wordpiece import MAX_LENGTH, MiniLMTokenizer
+from skr.adapters.onnx_embedder import DIMENSIONS
 from skr.domain.errors import DependencyError
 from skr.ports.vectors import Vector
 

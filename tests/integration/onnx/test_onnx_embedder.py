@@ -11,12 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from skr.adapters.onnx_embedder import (
-    MiniLMTokenizer,
-    OnnxMiniLMEmbedder,
-    bundled_tokenizer_file,
-    pad_batch,
-)
+from skr.adapters.minilm_wordpiece import MiniLMTokenizer, bundled_tokenizer_file
+from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder, pad_batch
 from skr.domain.errors import DependencyError
 from skr.runtime.priority_worker import BULK, INTERACTIVE
 from skr.runtime.thread_priority import MAX_NICENESS, thread_niceness
