@@ -163,9 +163,10 @@ class IngestService:
     ) -> None:
         """``extraction_processes``: how many worker processes may extract pages at once;
         0 extracts on a thread of this process. In a process, extraction (pure Python,
-        holding the GIL for tens of ms on a big page) cannot stall this process's event
-        loop, and a page that crashes the parser costs that page, not the process; there
-        it runs ``extraction_niceness`` lower in CPU priority than requests."""
+        holding the GIL through a big page) cannot stall this process's event loop
+        (docs/benchmarks/history.md, "Runs F–J", runs P–S), and a page that crashes the
+        parser costs that page, not the process; there it runs ``extraction_niceness``
+        lower in CPU priority than requests."""
         self._fetcher = fetcher
         self._store = store
         self._embedder = embedder

@@ -128,8 +128,8 @@ MIGRATIONS: list[str] = [
     );
     """,
     # 4: BM25 for keyword search. ts_rank knows no document frequency, so a query's rare,
-    # telling words weighed no more than its common ones (SciFact train nDCG@10 0.584 alone;
-    # this: 0.702; docs/benchmarks.md, issue 5). Each chunk keeps its BM25 term
+    # telling words weighed no more than its common ones (docs/benchmarks.md, "Retrieval
+    # quality on SciFact", compares the two). Each chunk keeps its BM25 term
     # weights as a sparse vector (k1 1.2, b 0.75, labels title 2 : heading 1.5 : text 1,
     # length pivot 150 weighted lexemes: chunks are cut to a bounded size, so a fixed pivot
     # stands in for the average); a query is a sparse vector of its lexemes' IDF, counted

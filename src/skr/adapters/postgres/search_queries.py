@@ -32,10 +32,9 @@ CHUNKS_BY_ID = (
 # Candidates of both rankings. The hybrid query embeds the very same text, so that its
 # rankings are those of keyword_search and vector_search; ties are broken by seq.
 # Keyword: every chunk with a query word (the GIN index), ranked by BM25 as the dot
-# product of its stored term weights with the query's IDF vector (migration 4). On
-# SciFact's train queries that ranked far better than ts_rank (nDCG@10 0.702 vs 0.584
-# alone), in about twice its time, counting document frequencies included
-# (docs/benchmarks.md, issue 5).
+# product of its stored term weights with the query's IDF vector (migration 4): ts_rank
+# knows no document frequency, and BM25 ranked far better at a modest extra cost, counting
+# document frequencies included (docs/benchmarks.md, "Retrieval quality on SciFact").
 KEYWORD_CANDIDATES = (
     "SELECT c.id, c.seq, (c.bm25 <#> v.weights) * -1 AS rank "
     "FROM chunks c, websearch_to_tsquery('english', %(words)s) AS q (query), "

@@ -50,8 +50,8 @@ def keyword_search(
 
     FTS5 ranks the matches of every collection by itself, and only the best are looked up
     in ``chunks`` for their collection and kind, four times as many each time too few of
-    them belong: joining every match to ``chunks`` first cost a search of the Flask docs
-    ~0.4-0.7 ms more (one collection, 300 matches; ~1.3-1.6 ms against 0.9 ms)."""
+    them belong: joining every match to ``chunks`` first costs more than ranking them
+    (docs/benchmarks/history.md, runs Z9–Z14, "Changed this session")."""
     limit = k
     while limit <= ranked_max:
         ranked = conn.execute(

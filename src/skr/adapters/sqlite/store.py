@@ -297,8 +297,9 @@ class SQLiteStore:
         self, collection_id: str, query: HybridQuery
     ) -> list[tuple[Chunk, float]]:
         """The ranking and its chunks in one read: one hand-off to a reader thread, not
-        two. Under 1,000 users, reading the chunks in a hand-off of its own took p50 3 ms,
-        p99 77 ms, for 0.5 ms of work (docs/benchmarks.md, runs Z9-Z14)."""
+        two, because under load each hand-off waits for a core, and that wait, not the
+        reading, is what grows (docs/benchmarks.md, "What one request costs (runs
+        Z9–Z14)")."""
         rank = self._hybrid_ranking(collection_id, query)
 
         def read(conn: sqlite3.Connection) -> tuple[list[ScoredId], list[sqlite3.Row]]:

@@ -4,10 +4,10 @@ so overload costs the extra requests, not every request's latency.
 
 Most classes are gated by the middleware, before any work. Searches are gated by their
 handler, around the work a cached result does not need (``Admission.admitted``): a
-cached search costs ~0.3 ms, and measured under 1,000 users it waited up to 115 ms for a
-place behind searches that had to embed and rank. Questions are gated by their handler
-too, around the work done here (finding the passages, an extractive answer), not around
-the answer model's call: that is remote, bounded by its own limit
+cached search costs far less than one that embeds and ranks, and gated before the cache it
+would wait behind them (docs/benchmarks/history.md, "Runs U–W"). Questions are gated by
+their handler too, around the work done here (finding the passages, an extractive
+answer), not around the answer model's call: that is remote, bounded by its own limit
 (``SKR_LLM_MAX_CONCURRENCY``, ``SKR_LLM_QUEUE_SECONDS``) and falls back to an extractive
 answer, so a slow model costs degraded answers, not shed questions."""
 

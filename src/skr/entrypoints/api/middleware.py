@@ -75,8 +75,10 @@ class BodySizeLimitMiddleware:
             await self._too_big()(scope, receive, send)
 
     def _too_big(self) -> ASGIApp:
-        """The 413 answer, made only when it is sent: making it costs ~12 µs, and every
-        request used to pay that (`/livez` costs ~500 µs of CPU in all)."""
+        """The 413 answer, made only when it is sent: every request used to pay for making
+        it, a real share of the cost of a request that does nothing (docs/benchmarks.md,
+        "What one request costs (runs Z9–Z14)"; docs/benchmarks/history.md, "Figures that
+        were in code comments")."""
         return problem(413, f"the request body is larger than {self._max_bytes} bytes")
 
 

@@ -203,8 +203,9 @@ class _EntryCollector:
 
 
 def _parse_text(data: bytes, max_entries: int) -> list[SitemapEntry]:
-    """Line by line as it goes: splitting 50 MB of short lines at once held 3 million
-    strings (about 300 MB) for the first 50,000 of them."""
+    """Line by line as it goes: splitting all of a large text sitemap at once holds a
+    string per line, though only the first ``max_entries`` are kept
+    (docs/benchmarks/history.md, "Figures that were in code comments")."""
     collector = _EntryCollector(max_entries)
     for line in _LINE.finditer(data.removeprefix(_UTF8_BOM)):
         collector.add(line[0].decode("utf-8", errors="replace"))

@@ -48,7 +48,8 @@ def classes(element: etree._Element) -> list[str]:
 
 def clipped(text: str, limit: int) -> str:
     """``text`` normalised and cut to ``limit``, without splitting all of a huge text into
-    words first (a 10 MB one made 2 million strings)."""
+    words first: one string per word, most of them thrown away
+    (docs/benchmarks/history.md, "Figures that were in code comments")."""
     return normalized(text[: limit * 8])[:limit]
 
 

@@ -32,10 +32,10 @@ _MAX_TITLE = 300
 _MAX_HEADING = 200
 _MAX_WALK_DEPTH = 200
 # trafilatura's search for the main text is quadratic in the elements of a page (libxml2's
-# XPath over many text nodes: 100,000 paragraphs took 30 s, 30,000 spans in one paragraph
-# 8 s), and its fallback (jusText) reads 1 MB of text in about a second. The largest real
-# page seen (Flask's api.html) has 24,126 elements, 9,172 of them in paragraphs, and 230 kB
-# of text. Past these limits a page's visible text is taken as it stands (linear).
+# XPath over many text nodes), and its fallback (jusText) is slow per byte of text. These
+# limits sit far above the largest real page seen (Flask's api.html); past them a page's
+# visible text is taken as it stands (linear). The timings and api.html's size:
+# docs/benchmarks/history.md, "Figures that were in code comments".
 _MAX_MAIN_TEXT_ELEMENTS = 40_000
 _MAX_MAIN_TEXT_PARAGRAPH_ELEMENTS = 15_000
 _MAX_MAIN_TEXT_CHARS = 1_500_000
@@ -166,8 +166,9 @@ def _main_blocks(root: etree._Element, url: str) -> list[_Block]:
 
 def _drop_huge_attributes(root: etree._Element) -> None:
     """No attribute longer than a URL may be is of use (longer ``href`` and ``src`` are
-    refused anyway), and huge ones cost: trafilatura's XPath took 6 s over one 10 MB
-    ``class``, splitting a 10 MB ``alt`` into words 150 MB."""
+    refused anyway), and huge ones cost: trafilatura's XPath slows over a huge ``class``
+    and splitting a huge ``alt`` into words takes memory in proportion
+    (docs/benchmarks/history.md, "Figures that were in code comments")."""
     for element in root.iter():
         huge = [name for name, value in element.attrib.items() if len(value) > MAX_URL]
         for name in huge:

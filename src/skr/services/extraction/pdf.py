@@ -25,9 +25,9 @@ MAX_LINKS = 5000
 _MAX_TITLE = 300
 _MAX_URL = 4096
 _MAX_TEXT_CHARS = 5_000_000
-# pypdf reads about 0.5 MB of content stream a second, and its own limits let one stream
-# inflate to 75 MB and parse 2 million tokens: a 400 kB file took 33 s and 670 MB. SKR's are
-# tighter, still far past a real page (100,000 tokens draw some 25,000 words).
+# pypdf reads content streams slowly, and its own limits let a small hostile file take
+# far more time and memory than any real one. SKR's are tighter, still far past a real
+# page (the figures: docs/benchmarks/history.md, "Figures that were in code comments").
 _PYPDF_LIMITS: dict[str, int] = {
     "zlib_maximum_output_length": 16_000_000,
     "lzw_maximum_output_length": 16_000_000,
