@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 
 from skr.adapters.httpx_fetcher import HttpxFetcher
-from skr.adapters.memory.cache import MemoryCache
-from skr.adapters.memory.host_limiter import InMemoryHostLimiter
 from skr.domain.models import JobKind, JobStatus
+from skr.observability.metrics import Metrics
 from skr.services.ask import AskService
-from skr.services.crawl.polite_fetcher import PoliteFetcher
-from skr.services.crawl.service import CrawlService, CrawlSettings
+from skr.services.crawl.service import CrawlService
 from skr.services.ingest import IngestService, PageOutcomeKind
 from skr.services.search import SearchService
+from skr.settings import CacheSettings, CrawlSection, IngestSettings, Settings
+from skr.wiring.container import build_services
 from tests.e2e.servers import static_site
-from tests.fakes.fake_crawl_frontier import InMemoryCrawlFrontier
-from tests.fakes.fake_embedder import FakeEmbedder
+from tests.fakes.fake_container import fake_adapters
 from tests.fakes.fake_job_queue import InMemoryJobQueue
 from tests.fakes.fake_store import InMemoryStore
 from tests.unit.test_pdf_extraction import make_pdf
@@ -58,29 +57,23 @@ class Services:
     ingest: IngestService
     crawl: CrawlService
     search: SearchService
+    ask: AskService
 
 
 @pytest.fixture
 async def services() -> AsyncIterator[Services]:
-    store, queue, embedder = InMemoryStore(), InMemoryJobQueue(), FakeEmbedder()
-    cache = MemoryCache(100)
+    """Production's own build_services over the real fetcher and in-memory stores."""
+    settings = Settings(
+        crawl=CrawlSection(concurrency=2, host_concurrency=2, max_delay_seconds=1.0),
+        ingest=IngestSettings(chunk_max_tokens=64, extraction_processes=0),
+        cache=CacheSettings(ttl_seconds=0),
+    )
     async with HttpxFetcher(user_agent="SKR-test", allow_private=True) as fetcher:
-        polite = PoliteFetcher(
-            fetcher, InMemoryHostLimiter(), interval_seconds=0.0, per_host_concurrency=2,
-            max_delay_seconds=1.0,
-        )  # fmt: skip
-        ingest = IngestService(
-            fetcher=polite, store=store, embedder=embedder, cache=cache, max_tokens=64
-        )
-        crawl = CrawlService(
-            frontier=InMemoryCrawlFrontier(queue), ingest=ingest, fetcher=polite, store=store,
-            user_agent="SKR", settings=CrawlSettings(concurrency=2),
-        )  # fmt: skip
-        search = SearchService(
-            store=store, embedder=embedder, cache=cache, candidates=20, rrf_k=60,
-            cache_ttl_seconds=0,
-        )  # fmt: skip
-        yield Services(store, queue, ingest, crawl, search)
+        adapters = fake_adapters({}, fetcher=fetcher)
+        built = build_services(settings, adapters, Metrics())
+        store, queue = adapters.backend.store, adapters.backend.job_queue
+        assert isinstance(store, InMemoryStore) and isinstance(queue, InMemoryJobQueue)
+        yield Services(store, queue, built.ingest, built.crawl, built.search, built.ask)
 
 
 async def test_a_pdf_linked_from_a_crawled_page_is_stored_page_by_page(
@@ -101,9 +94,7 @@ async def test_a_pdf_linked_from_a_crawled_page_is_stored_page_by_page(
     assert pdf.title == "Pump Manual"
     hits = await services.search.search(collection, "priming the pump casing", 3, None)
     assert hits[0].url == f"{site}/manual.pdf" and hits[0].section == "Page 2"
-    answer = await AskService(search=services.search, generator=None).ask(
-        collection, "How do I prime the pump?", 3
-    )
+    answer = await services.ask.ask(collection, "How do I prime the pump?", 3)
     priming = [c for c in answer.citations if c.quote.startswith("Priming the pump")]
     assert priming and priming[0].section == "Page 2"
     assert priming[0].url == f"{site}/manual.pdf"
