@@ -103,7 +103,8 @@ async def _add_redis(settings: Settings, backend: Backend, stack: AsyncExitStack
     stack.push_async_callback(events.aclose)
     backend.job_events = events
     # Politeness per host is shared by every worker; without Redis, kept per process.
-    limiter_client = redis_client(settings.redis_url)
+    # as before the one factory: no health-check ping on the limiter's client
+    limiter_client = redis_client(settings.redis_url, health_check_interval_seconds=0)
     stack.push_async_callback(limiter_client.aclose)
     backend.host_limiter = ResilientHostLimiter(
         RedisHostLimiter(limiter_client), backend.host_limiter
