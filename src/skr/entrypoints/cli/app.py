@@ -113,7 +113,7 @@ def ingest(
         }  # fmt: skip
     accepted = client.call("POST", "/v1/ingest", json=body)
     job_id = accepted["job_id"]
-    out.print(f"job {job_id} queued for {accepted['url']}")
+    out().print(f"job {job_id} queued for {accepted['url']}")
     if wait:
         _wait_for_job(client, job_id)
 
@@ -133,7 +133,7 @@ def _job_progress(job: dict[str, Any]) -> str:
 
 def _wait_for_job(client: _Client, job_id: str) -> None:
     """Show the job's progress live (its event stream, or polling if that fails)."""
-    with out.status("waiting…") as status:
+    with out().status("waiting…") as status:
 
         def show(job: dict[str, Any]) -> None:
             status.update(_job_progress(job))
@@ -143,10 +143,10 @@ def _wait_for_job(client: _Client, job_id: str) -> None:
         )
     c = job["counters"]
     for error in job["errors"]:
-        err.print(f"  {error['url']}: {error['reason']}", highlight=False)
+        err().print(f"  {error['url']}: {error['reason']}", highlight=False)
     if job["status"] != "succeeded":
         fail(f"job {job['status']}: {job.get('reason') or 'see errors above'}")
-    out.print(
+    out().print(
         f"job succeeded: indexed {c['indexed']}, unchanged {c['unchanged']}, "
         f"skipped {c['skipped']}, failed {c['failed']}, removed {c['removed']}"
     )
@@ -165,14 +165,14 @@ def search(
     params: dict[str, str | int] = {"q": query, "collection": collection, "k": k, "kind": kind}
     result = _Client(api_url).call("GET", "/v1/search", params=params)
     if as_json:
-        out.print_json(json.dumps(result))
+        out().print_json(json.dumps(result))
         return
     if not result["hits"]:
-        out.print("no results")
+        out().print("no results")
     for n, hit in enumerate(result["hits"], start=1):
-        out.print(f"[bold]{n}. {hit['title']}[/] ({hit['score']:.4f})", highlight=False)
-        out.print(f"   {hit['url']}", style="cyan", highlight=False)
-        out.print(f"   {hit['text'][:240].replace(chr(10), ' ')}", highlight=False)
+        out().print(f"[bold]{n}. {hit['title']}[/] ({hit['score']:.4f})", highlight=False)
+        out().print(f"   {hit['url']}", style="cyan", highlight=False)
+        out().print(f"   {hit['text'][:240].replace(chr(10), ' ')}", highlight=False)
 
 
 @app.command()
@@ -186,13 +186,13 @@ def ask(
     body = {"question": question, "collection": collection}
     result = _Client(api_url).call("POST", "/v1/ask", json=body)
     if as_json:
-        out.print_json(json.dumps(result))
+        out().print_json(json.dumps(result))
         return
     if result["degraded"]:
-        err.print("(the answer model failed; this is the extractive answer)")
-    out.print(result["answer"], highlight=False)
+        err().print("(the answer model failed; this is the extractive answer)")
+    out().print(result["answer"], highlight=False)
     for citation in result["citations"]:
-        out.print(f"[{citation['n']}] {citation['title']} — {citation['url']}", highlight=False)
+        out().print(f"[{citation['n']}] {citation['title']} — {citation['url']}", highlight=False)
 
 
 @app.command()
@@ -204,7 +204,7 @@ def jobs(
     """Recent jobs, newest first."""
     result = _Client(api_url).call("GET", "/v1/jobs", params={"limit": limit})
     if as_json:
-        out.print_json(json.dumps(result))
+        out().print_json(json.dumps(result))
         return
     table = Table("id", "status", "url", "indexed", "unchanged", "failed", "reason")
     for job in result["jobs"]:
@@ -213,7 +213,7 @@ def jobs(
             job["id"][:12], job["status"], job["url"], str(c["indexed"]),
             str(c["unchanged"]), str(c["failed"]), job.get("reason") or "",
         )  # fmt: skip
-    out.print(table)
+    out().print(table)
 
 
 app.add_typer(server_app)
@@ -229,7 +229,7 @@ def main() -> None:
         problems = "; ".join(
             f"SKR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
-        err.print(f"[bold red]error:[/] invalid setting: {problems}", highlight=False)
+        err().print(f"[bold red]error:[/] invalid setting: {problems}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

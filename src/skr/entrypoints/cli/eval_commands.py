@@ -68,11 +68,11 @@ def eval_(
     try:
         run = run_eval(
             directory, split=split, limit_queries=limit_queries, limit_docs=limit_docs,
-            progress_console=err,
+            progress_console=err(),
         )  # fmt: skip
     except SKRError as exc:
         fail(exc.detail)
-    print_run(run, out, as_json=as_json)
+    print_run(run, out(), as_json=as_json)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def worker() -> None:
     async def run() -> None:
         async with build_container(settings) as container:
             freeze_startup_heap()
-            err.print(f"worker {container.services.worker.owner} running; Ctrl-C stops it")
+            err().print(f"worker {container.services.worker.owner} running; Ctrl-C stops it")
             await serve_worker_http(container)  # /livez, /readyz, /metrics when a port is set
 
     anyio.run(run)
@@ -108,7 +108,7 @@ def migrate() -> None:
         database = SQLiteDatabase(settings.sqlite_path)
         database.open()
         database.close()
-        out.print(f"schema up to date in {settings.sqlite_path}")
+        out().print(f"schema up to date in {settings.sqlite_path}")
         return
     import anyio
     import psycopg
@@ -123,4 +123,4 @@ def migrate() -> None:
         version = anyio.run(run, settings.database_url)
     except psycopg.Error as exc:
         fail(f"could not migrate PostgreSQL: {exc}")
-    out.print(f"PostgreSQL schema at version {version}")
+    out().print(f"PostgreSQL schema at version {version}")

@@ -111,18 +111,18 @@ def _progress_bar(description: str) -> Progress:
 
     return Progress(
         TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err,
+        console=err(),
     )  # fmt: skip
 
 
 def _print_summary(counts: TransferCounts, verb: str, where: str) -> None:
-    out.print(
+    out().print(
         f"{verb} {_count(counts.documents, 'document')} ({_count(counts.chunks, 'chunk')}) "
         f"in {_count(counts.collections, 'collection')} {where}",
         highlight=False,
     )
     if counts.skipped:
-        err.print(
+        err().print(
             f"warning: left out {_count(counts.skipped, 'document')} whose vectors come from "
             "another model; reindex them, then export again",
             highlight=False,
