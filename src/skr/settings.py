@@ -187,6 +187,7 @@ class LLMSettings(BaseSettings):
     breaker_reset_seconds: float = Field(default=10.0, gt=0)
     max_concurrency: int = Field(default=4, ge=1, le=1000)
     queue_seconds: float = Field(default=2.0, ge=0)
+    rewrite_timeout_seconds: float = Field(default=3.0, gt=0)
 
 
 class Settings(BaseSettings):

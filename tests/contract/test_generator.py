@@ -10,6 +10,7 @@ import pytest
 
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.domain.errors import GenerationError
+from skr.domain.models import Turn
 from skr.ports.generator import Generator, NumberedPassage
 from tests.fakes.fake_generator import ScriptedGenerator
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -23,6 +24,11 @@ PASSAGES = [
     NumberedPassage(7, "Spain", "https://example.org/spain", "Madrid is the capital of Spain."),
 ]
 QUESTION = "What is the capital of France?"
+HISTORY = [
+    Turn("user", "How do I register a blueprint?"),
+    Turn("assistant", "Call app.register_blueprint(bp) [1]."),
+]
+FOLLOW_UP = "and how do I give it a URL prefix?"
 GENERATOR_KINDS = [OpenAIGenerator, ScriptedGenerator]
 _MARKER = re.compile(r"\[(\d+)\]")
 
@@ -91,4 +97,21 @@ async def test_the_answer_comes_from_the_passages(generator: Generator) -> None:
 async def test_a_failing_model_is_a_generation_error(failing_generator: Generator) -> None:
     with pytest.raises(GenerationError) as caught:
         await failing_generator.generate(QUESTION, PASSAGES)
+    assert caught.value.detail
+
+
+async def test_a_rewrite_is_one_line_that_keeps_the_question(generator: Generator) -> None:
+    rewritten = await generator.rewrite(FOLLOW_UP, HISTORY, 2.0)
+    assert rewritten.strip() and "\n" not in rewritten
+    assert "prefix" in rewritten
+
+
+async def test_a_rewrite_sees_the_earlier_turns(generator: Generator) -> None:
+    rewritten = await generator.rewrite(FOLLOW_UP, HISTORY, 2.0)
+    assert "blueprint" in rewritten.lower()
+
+
+async def test_a_failing_rewrite_is_a_generation_error(failing_generator: Generator) -> None:
+    with pytest.raises(GenerationError) as caught:
+        await failing_generator.rewrite(FOLLOW_UP, HISTORY, 2.0)
     assert caught.value.detail

@@ -36,6 +36,22 @@ def scripted_answer(user_message: str) -> str:
     return "The sources do not say."
 
 
+def scripted_rewrite(user_message: str) -> str:
+    """A model's standalone question, scripted: the last question, then the conversation's
+    first user question in brackets (what a follow-up most often refers to)."""
+    lines = user_message.splitlines()
+    last = next(
+        (
+            ln.removeprefix("Last question:").strip()
+            for ln in lines
+            if ln.startswith("Last question:")
+        ),
+        "",
+    )
+    first = next((ln.removeprefix("User:").strip() for ln in lines if ln.startswith("User:")), "")
+    return f"{last} ({first})" if first else last
+
+
 class FakeLLMServer:
     """``POST /v1/chat/completions`` served by uvicorn in a background thread.
 
@@ -153,7 +169,13 @@ class FakeLLMServer:
             return _error(400, "invalid_request_error", "the fake model rejects this request")
         if mode == "slow":
             await self._pause(self.delay_seconds)
-        text = "" if mode == "empty" else scripted_answer(_last_user_message(body))
+        message = _last_user_message(body)
+        if mode == "empty":
+            text = ""
+        elif _is_rewrite(body):
+            text = scripted_rewrite(message)
+        else:
+            text = scripted_answer(message)
         return JSONResponse(self._completion(body, text))
 
     async def _pause(self, seconds: float) -> None:
@@ -183,6 +205,11 @@ class FakeLLMServer:
                 "total_tokens": prompt_words + len(text.split()),
             },
         }
+
+
+def _is_rewrite(body: dict[str, Any]) -> bool:
+    system = [m for m in body.get("messages", []) if m.get("role") == "system"]
+    return bool(system) and str(system[0].get("content", "")).startswith("You rewrite")
 
 
 def _last_user_message(body: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from skr.adapters.memory.cache import MemoryCache
-from skr.domain.models import Answer, ChunkDraft, Collection, PageWrite
+from skr.domain.models import Answer, ChunkDraft, Collection, PageWrite, Turn
 from skr.ports.generator import NumberedPassage
 from skr.services.ask import NO_ANSWER, AskService
 from skr.services.search import SearchService
@@ -150,3 +150,56 @@ async def test_without_a_model_the_whole_answer_is_made_inside_the_gate() -> Non
         collection, "How do I register a blueprint?", 5, admit=gate.admit
     )
     assert answer.mode == "extractive" and made_inside == [True]
+
+
+BLUEPRINT_HISTORY = [
+    Turn("user", "How do I register a blueprint?"),
+    Turn("assistant", "Register one with app.register_blueprint [1]."),
+]
+
+
+async def test_a_question_alone_is_searched_as_asked() -> None:
+    _, search, _ = await setup()
+    generator = ScriptedGenerator()
+    ask = AskService(search=search, generator=generator)
+    assert await ask.standalone_question("How do templates work?", []) == "How do templates work?"
+    assert generator.rewrites == []  # no conversation: no model call
+
+
+async def test_without_a_model_a_follow_up_is_searched_with_the_earlier_question() -> None:
+    collection, search, _ = await setup()
+    ask = AskService(search=search, generator=None)
+    standalone = await ask.standalone_question("and what does it organise?", BLUEPRINT_HISTORY)
+    assert standalone == "and what does it organise? How do I register a blueprint?"
+    answer = await ask.ask(collection, "and what does it organise?", 1, history=BLUEPRINT_HISTORY)
+    assert {c.url for c in answer.citations} == {"http://x.test/0"}
+
+
+async def test_with_a_model_the_follow_up_is_rewritten_by_it() -> None:
+    collection, search, _ = await setup()
+    generator = ScriptedGenerator()
+    generator.rewritten = "How do I register a Flask blueprint with a prefix?"
+    answer = await AskService(search=search, generator=generator).ask(
+        collection, "and with a prefix?", 5, history=BLUEPRINT_HISTORY
+    )
+    assert generator.rewrites == [("and with a prefix?", BLUEPRINT_HISTORY)]
+    # the answer is written for the rewritten question
+    assert generator.calls[0][0] == "How do I register a Flask blueprint with a prefix?"
+    assert answer.mode == "llm"
+
+
+async def test_a_failing_rewrite_falls_back_to_the_earlier_questions() -> None:
+    _, search, _ = await setup()
+    generator = ScriptedGenerator(fail=True)
+    standalone = await AskService(search=search, generator=generator).standalone_question(
+        "and with a prefix?", BLUEPRINT_HISTORY
+    )
+    assert standalone == "and with a prefix? How do I register a blueprint?"
+
+
+async def test_every_answer_has_its_own_id() -> None:
+    collection, search, _ = await setup()
+    ask = AskService(search=search, generator=None)
+    first = await ask.ask(collection, "How do I register a blueprint?", 5)
+    second = await ask.ask(collection, "How do I register a blueprint?", 5)
+    assert first.id and second.id and first.id != second.id

@@ -16,6 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from skr.domain.errors import GenerationError
+from skr.domain.models import Turn
 from skr.ports.generator import NumberedPassage
 from skr.ports.host_limiter import HostLimiter
 
@@ -25,6 +26,15 @@ SYSTEM_PROMPT = (
     "like [1] or [2][3]. Do not use outside knowledge. If the passages do not contain "
     "the answer, say so plainly."
 )
+
+REWRITE_PROMPT = (
+    "You rewrite the last question of a conversation so that it can be understood "
+    "without the conversation: resolve pronouns and references to what was asked "
+    "before, keep the asker's words otherwise. Answer with the rewritten question only, "
+    "on one line, without quotes or comments."
+)
+_REWRITE_TURNS = 6  # the latest turns a rewrite sees
+_REWRITE_TURN_CHARS = 600  # of each earlier answer, the start (a question needs no more)
 
 BreakerState = Literal["closed", "open", "half-open"]
 Sleep = Callable[[float], Awaitable[None]]
@@ -38,6 +48,21 @@ def build_messages(
     user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}"
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user},
+    ]
+
+
+def build_rewrite_messages(
+    question: str, history: Sequence[Turn]
+) -> list[ChatCompletionMessageParam]:
+    """The prompt that turns a follow-up into a question that stands alone."""
+    lines = [
+        f"{'User' if t.role == 'user' else 'Assistant'}: {t.text.strip()[:_REWRITE_TURN_CHARS]}"
+        for t in history[-_REWRITE_TURNS:]
+    ]
+    user = "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question.strip()}"
+    return [
+        {"role": "system", "content": REWRITE_PROMPT},
         {"role": "user", "content": user},
     ]
 
@@ -253,13 +278,23 @@ class OpenAIGenerator:
         """The model's answer; at most ``max_concurrency`` calls at once across every
         process sharing the ``limiter`` (Redis in scale-out), a call that cannot get a
         place within ``queue_seconds`` fails at once (the caller answers without it)."""
+        return await self._limited(build_messages(question, passages), self._deadline)
+
+    async def rewrite(self, question: str, history: Sequence[Turn], timeout_seconds: float) -> str:
+        """The follow-up rewritten to stand alone, under the same limit, retries and
+        breaker as answers, within ``timeout_seconds`` (or the answer deadline if shorter)."""
+        deadline = min(timeout_seconds, self._deadline)
+        text = await self._limited(build_rewrite_messages(question, history), deadline)
+        return text.splitlines()[0].strip().strip('"').strip()
+
+    async def _limited(self, messages: list[ChatCompletionMessageParam], deadline: float) -> str:
         async with AsyncExitStack() as stack:
             if self._limiter is not None:
                 place = self._limiter.slot(
                     f"llm:{self._base_url}",
                     self._max_concurrency,
                     self._deadline + 5,
-                    wait_seconds=self._queue_seconds,
+                    wait_seconds=min(self._queue_seconds, deadline),
                 )
                 try:
                     await stack.enter_async_context(place)
@@ -268,14 +303,13 @@ class OpenAIGenerator:
                         f"the language model is busy ({self._max_concurrency} answers being "
                         "written already)"
                     ) from exc
-            return await self._generate(question, passages)
+            return await self._complete(messages, deadline)
 
-    async def _generate(self, question: str, passages: Sequence[NumberedPassage]) -> str:
+    async def _complete(self, messages: list[ChatCompletionMessageParam], deadline: float) -> str:
         client = self._ensure_client()
-        messages = build_messages(question, passages)
         progress = _Progress()
         try:
-            with self._breaker.guard(), anyio.fail_after(self._deadline):
+            with self._breaker.guard(), anyio.fail_after(deadline):
                 return await self._complete_with_retries(client, messages, progress)
         except CircuitOpenError as exc:
             raise GenerationError(
@@ -283,7 +317,7 @@ class OpenAIGenerator:
                 f"{exc.retry_in_seconds:.1f} s more (circuit open)"
             ) from exc
         except (openai.OpenAIError, TimeoutError, _EmptyAnswerError) as exc:
-            raise GenerationError(self._describe(exc, progress.attempts)) from exc
+            raise GenerationError(self._describe(exc, progress.attempts, deadline)) from exc
 
     def _ensure_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -328,10 +362,10 @@ class OpenAIGenerator:
             raise _EmptyAnswerError
         return text.strip()
 
-    def _describe(self, exc: BaseException, attempts: int) -> str:
+    def _describe(self, exc: BaseException, attempts: int, deadline: float) -> str:
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(exc, TimeoutError | openai.APITimeoutError):
-            limits = f"{self._timeout:g} s per attempt, {self._deadline:g} s in all"
+            limits = f"{self._timeout:g} s per attempt, {deadline:g} s in all"
             return f"the language model did not answer in time ({tries}; {limits})"
         if isinstance(exc, openai.APIConnectionError):
             return f"the language model server could not be reached ({tries})"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from skr.domain.vectors import Vector
 
@@ -192,12 +194,27 @@ class Citation:
     section: str = ""  # where in the page: its heading path, or "Page 3" of a PDF
 
 
+def new_answer_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     answer: str
     citations: list[Citation]
     mode: str
     degraded: bool
+    # what a rating names (``POST /v1/feedback``); the server keeps no answer, so the id
+    # only ties a rating to the answer its client was shown
+    id: str = field(default_factory=new_answer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message of a conversation the client keeps (the server stays stateless)."""
+
+    role: Literal["user", "assistant"]
+    text: str
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from skr.adapters.httpx_fetcher import HttpxFetcher
 from skr.adapters.onnx_embedder import OnnxMiniLMEmbedder
 from skr.adapters.openai_generator import OpenAIGenerator
 from skr.adapters.tesseract_image_reader import TesseractImageReader
-from skr.domain.models import Fusion
+from skr.domain.models import Answer, Fusion
 from skr.observability.gauges import ScrapeGauges
 from skr.observability.metered_ports import MeteredCache, TimedEmbedder
 from skr.observability.metrics import Metrics
@@ -29,6 +29,7 @@ from skr.services.crawl.service import CrawlService, CrawlSettings
 from skr.services.ingest import ImageOptions, IngestService, PageOutcome, PageOutcomeKind
 from skr.services.jobs.service import JobLimits, JobService
 from skr.services.jobs.worker import JobWorker, WorkerOptions
+from skr.services.knowledge import KnowledgeService
 from skr.services.library import LibraryService
 from skr.services.search import SearchService
 from skr.settings import Settings
@@ -48,6 +49,7 @@ class Services:
     collections: CollectionResolver
     search: SearchService
     ask: AskService
+    knowledge: KnowledgeService
     jobs: JobService
     library: LibraryService
     worker: JobWorker
@@ -73,6 +75,13 @@ def _page_counter(metrics: Metrics) -> Callable[[PageOutcome | None], None]:
         metrics.ingest_pages.labels(outcome.kind.value).inc()
         if outcome.kind is PageOutcomeKind.INDEXED:
             metrics.ingest_chunks.inc(outcome.chunks)
+
+    return count
+
+
+def _answer_counter(metrics: Metrics) -> Callable[[Answer], None]:
+    def count(answer: Answer) -> None:
+        metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
 
     return count
 
@@ -167,15 +176,24 @@ def build_services(settings: Settings, adapters: Adapters, metrics: Metrics) -> 
     readiness = ReadinessCheck(
         store=backend.store, ttl_seconds=settings.readiness_cache_seconds, extra=backend.checks
     )
+    ask = AskService(
+        search=search,
+        generator=adapters.generator,
+        on_citations_dropped=metrics.citations_dropped.inc,
+        rewrite_timeout_seconds=settings.llm.rewrite_timeout_seconds,
+    )
     return Services(
         ingest=ingest,
         crawl=crawl,
         collections=collections,
         search=search,
-        ask=AskService(
+        ask=ask,
+        knowledge=KnowledgeService(
             search=search,
-            generator=adapters.generator,
-            on_citations_dropped=metrics.citations_dropped.inc,
+            ask=ask,
+            collections=collections,
+            deadline_seconds=settings.request_timeout_seconds,
+            on_answer=_answer_counter(metrics),
         ),
         jobs=_job_service(settings, backend, adapters, collections),
         library=LibraryService(store=backend.store, collections=collections, ingest=ingest),

@@ -13,6 +13,7 @@ import pytest
 
 from skr.adapters.openai_generator import SYSTEM_PROMPT, OpenAIGenerator
 from skr.domain.errors import GenerationError
+from skr.domain.models import Turn
 from skr.ports.generator import Generator, NumberedPassage
 from tests.fakes.fake_clock import ManualClock
 from tests.fakes.fake_llm_server import FakeLLMServer
@@ -309,3 +310,30 @@ async def test_calls_beyond_the_shared_limit_fail_fast_instead_of_queueing(
         assert anyio.current_time() - began < 0.5
     assert "busy" in error.detail
     assert answers and server.request_count == 1
+
+
+@pytest.mark.anyio
+async def test_a_rewrite_is_bounded_by_its_own_time(server: FakeLLMServer) -> None:
+    server.mode, server.delay_seconds = "slow", 3.0
+    async with make_generator(server.base_url, timeout_seconds=2.0, max_retries=2) as generator:
+        started = time.monotonic()
+        with pytest.raises(GenerationError) as caught:
+            await generator.rewrite("and its prefix?", [Turn("user", "A blueprint?")], 0.3)
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 0.8
+    assert "in time" in caught.value.detail
+
+
+@pytest.mark.anyio
+async def test_a_rewrite_sends_the_conversation_and_keeps_one_line(server: FakeLLMServer) -> None:
+    history = [Turn("user", "How do I register a blueprint?"), Turn("assistant", "Like so [1].")]
+    async with make_generator(server.base_url) as generator:
+        rewritten = await generator.rewrite("and its URL prefix?", history, 1.0)
+
+    assert rewritten == "and its URL prefix? (How do I register a blueprint?)"
+    assert server.last_request is not None
+    sent = server.last_request["messages"][1]["content"]
+    assert "User: How do I register a blueprint?" in sent
+    assert "Assistant: Like so [1]." in sent
+    assert sent.endswith("Last question: and its URL prefix?")

@@ -24,6 +24,7 @@ from skr.observability.readiness import ReadinessCheck
 from skr.services.ask import AskService
 from skr.services.collections import CollectionResolver
 from skr.services.jobs.service import JobService
+from skr.services.knowledge import KnowledgeService
 from skr.services.library import LibraryService
 from skr.services.search import Admit, SearchService
 from skr.settings import Settings
@@ -37,10 +38,15 @@ def get_container(request: Request) -> Container:
     return container
 
 
+# POSTs that only read: questions, chat completions, ratings of answers, and MCP (whose
+# tools check the scope each needs: ``entrypoints.mcp``)
+READING_POSTS = frozenset({"/v1/ask", "/v1/chat/completions", "/v1/feedback", "/mcp", "/mcp/"})
+
+
 def needed_scope(method: str, path: str) -> Scope:
-    """What a request needs: reading (search and ask included), ingesting (new pages,
-    crawls, collections, job control), or admin (deleting)."""
-    if method in ("GET", "HEAD", "OPTIONS") or path == "/v1/ask":
+    """What a request needs: reading (search, ask, chat and ratings included), ingesting
+    (new pages, crawls, collections, job control), or admin (deleting)."""
+    if method in ("GET", "HEAD", "OPTIONS") or path in READING_POSTS:
         return Scope.READ
     if method == "DELETE":
         return Scope.ADMIN
@@ -105,6 +111,10 @@ async def ask_service(request: Request) -> AskService:
     return _services(request).ask
 
 
+async def knowledge_service(request: Request) -> KnowledgeService:
+    return _services(request).knowledge
+
+
 async def job_service(request: Request) -> JobService:
     return _services(request).jobs
 
@@ -149,6 +159,7 @@ async def ask_admission(request: Request) -> Admit:
 
 SearchDep = Annotated[SearchService, Depends(search_service)]
 AskDep = Annotated[AskService, Depends(ask_service)]
+KnowledgeDep = Annotated[KnowledgeService, Depends(knowledge_service)]
 JobServiceDep = Annotated[JobService, Depends(job_service)]
 LibraryDep = Annotated[LibraryService, Depends(library_service)]
 CollectionsDep = Annotated[CollectionResolver, Depends(collection_resolver)]

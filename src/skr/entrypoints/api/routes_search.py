@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from skr.domain.errors import OverloadedError
-from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind
+from skr.domain.models import DEFAULT_COLLECTION, Answer, ChunkKind, Turn
 from skr.entrypoints.api.dependencies import (
     AskAdmissionDep,
-    AskDep,
-    CollectionsDep,
-    MetricsDep,
+    KnowledgeDep,
     SearchAdmissionDep,
-    SearchDep,
-    SettingsDep,
     TenantDep,
     get_caller,
 )
@@ -43,17 +36,6 @@ router = APIRouter(
 )
 
 
-@contextmanager
-def _deadline(seconds: float, what: str) -> Iterator[None]:
-    """No search or answer waits without bound (on the model, a pool, a lock): past the
-    deadline it is a 503 the client may retry."""
-    try:
-        with anyio.fail_after(seconds):
-            yield
-    except TimeoutError as exc:
-        raise OverloadedError(f"the {what} took longer than {seconds:g} s; try again", 2) from exc
-
-
 _KINDS: dict[str, ChunkKind | None] = {
     "text": ChunkKind.TEXT,
     "image": ChunkKind.IMAGE,
@@ -63,9 +45,7 @@ _KINDS: dict[str, ChunkKind | None] = {
 
 @router.get("/search", response_model=SearchResults, responses=problem_responses(404))
 async def search(
-    searcher: SearchDep,
-    collections: CollectionsDep,
-    settings: SettingsDep,
+    knowledge: KnowledgeDep,
     tenant: TenantDep,
     admit: SearchAdmissionDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
@@ -74,9 +54,7 @@ async def search(
     kind: Literal["text", "image", "all"] = "all",
 ) -> SearchResults:
     """The best chunks and images for ``q``, keyword and vector results fused."""
-    with _deadline(settings.request_timeout_seconds, "search"):
-        found = await collections.resolve(collection, tenant)
-        hits = await searcher.search(found, q, k, _KINDS[kind], admit=admit)
+    hits = await knowledge.search(tenant, collection, q, k=k, kind=_KINDS[kind], admit=admit)
     return SearchResults(
         hits=[
             HitRead(
@@ -111,6 +89,7 @@ def answer_read(answer: Answer) -> AnswerRead:
         ],
         mode="llm" if answer.mode == "llm" else "extractive",
         degraded=answer.degraded,
+        id=answer.id,
     )
 
 
@@ -140,18 +119,17 @@ def _groups(words: list[str], size: int) -> list[list[str]]:
 async def ask(
     body: AskRequest,
     request: Request,
-    asker: AskDep,
-    collections: CollectionsDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
+    knowledge: KnowledgeDep,
     tenant: TenantDep,
     admit: AskAdmissionDep,
 ) -> AnswerRead | StreamingResponse:
-    """An answer made from the collection's passages, each claim cited as [n]."""
-    with _deadline(settings.request_timeout_seconds, "answer"):
-        found = await collections.resolve(body.collection, tenant)
-        answer = await asker.ask(found, body.question, body.k, admit=admit)
-    metrics.answers.labels(answer.mode, str(answer.degraded).lower()).inc()
+    """An answer made from the collection's passages, each claim cited as [n]; with
+    ``history`` (the earlier turns the client kept), a follow-up is understood in their
+    context."""
+    history = [Turn(t.role, t.text) for t in body.history]
+    answer = await knowledge.ask(
+        tenant, body.collection, body.question, k=body.k, history=history, admit=admit
+    )
     read = answer_read(answer)
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(_answer_events(read), media_type="text/event-stream")

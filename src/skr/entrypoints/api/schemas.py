@@ -124,11 +124,29 @@ class SearchResults(BaseModel):
     hits: list[HitRead]
 
 
+MAX_HISTORY_TURNS = 50
+MAX_TURN_CHARS = 20_000
+
+
+class TurnWrite(BaseModel):
+    """One earlier message of the conversation, as the client kept it."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant"]
+    text: str = Field(max_length=MAX_TURN_CHARS)
+
+
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: str = Field(min_length=1, max_length=2000)
     collection: str = Field(default=DEFAULT_COLLECTION, pattern=COLLECTION_NAME)
     k: int = Field(default=5, ge=1, le=20)
+    history: list[TurnWrite] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY_TURNS,
+        description="the conversation's earlier turns, oldest first; a follow-up question "
+        "is understood in their context (the server keeps no conversation)",
+    )
 
 
 class CitationRead(BaseModel):
@@ -145,6 +163,7 @@ class AnswerRead(BaseModel):
     citations: list[CitationRead]
     mode: Literal["extractive", "llm"]
     degraded: bool
+    id: str = Field(description="names this answer in a rating (`POST /v1/feedback`)")
 
 
 class DocumentRead(BaseModel):

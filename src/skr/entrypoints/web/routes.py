@@ -14,12 +14,10 @@ from skr.domain.errors import NotFoundError
 from skr.domain.models import DEFAULT_COLLECTION, ChunkKind, Collection, Document, Hit
 from skr.entrypoints.api.dependencies import (
     AskAdmissionDep,
-    AskDep,
     JobServiceDep,
+    KnowledgeDep,
     LibraryDep,
-    MetricsDep,
     SearchAdmissionDep,
-    SearchDep,
 )
 from skr.entrypoints.api.routes_jobs import job_read
 from skr.entrypoints.api.routes_search import answer_read
@@ -89,8 +87,7 @@ class WebPages:
     async def home(
         self,
         library: LibraryDep,
-        asker: AskDep,
-        metrics: MetricsDep,
+        knowledge: KnowledgeDep,
         tenant: TenantDep,
         admit: AskAdmissionDep,
         question: Annotated[str, Query(max_length=2000)] = "",
@@ -102,8 +99,9 @@ class WebPages:
         found = await _collection_or_none(library, collection, tenant)
         answer = None
         if question.strip() and found is not None:
-            result = await asker.ask(found, question.strip(), ASK_PASSAGES, admit=admit)
-            metrics.answers.labels(result.mode, str(result.degraded).lower()).inc()
+            result = await knowledge.ask(
+                tenant, collection, question.strip(), k=ASK_PASSAGES, admit=admit
+            )
             answer = answer_read(result)
         return self.render(
             "index.html",
@@ -119,7 +117,7 @@ class WebPages:
     async def search(
         self,
         library: LibraryDep,
-        searcher: SearchDep,
+        knowledge: KnowledgeDep,
         tenant: TenantDep,
         admit: SearchAdmissionDep,
         q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)] = "",
@@ -132,7 +130,9 @@ class WebPages:
         query = q.strip()
         hits: list[Hit] = []
         if query and found is not None:
-            hits = await searcher.search(found, query, SEARCH_RESULTS, _KINDS[kind], admit=admit)
+            hits = await knowledge.search(
+                tenant, collection, query, k=SEARCH_RESULTS, kind=_KINDS[kind], admit=admit
+            )
         return self.render(
             "search.html",
             status_code=200 if found is not None else 404,
