@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import anyio
 
 from skr.domain.errors import OverloadedError
-from skr.domain.models import Answer, ChunkKind, Collection, Hit, Turn
+from skr.domain.models import Answer, ChunkKind, Hit, Turn
 from skr.services.ask import AskService
 from skr.services.collections import CollectionResolver
 from skr.services.search import Admit, SearchService
@@ -47,9 +47,6 @@ class KnowledgeService:
         self._collections = collections
         self._deadline = deadline_seconds
         self._on_answer = on_answer
-
-    async def collection(self, name: str, tenant: str) -> Collection:
-        return await self._collections.resolve(name, tenant)
 
     async def search(
         self,

@@ -21,12 +21,11 @@ from skr.entrypoints.api.admission import ASK, SEARCH, Admission
 from skr.observability.gauges import ScrapeGauges
 from skr.observability.metrics import Metrics
 from skr.observability.readiness import ReadinessCheck
-from skr.services.ask import AskService
 from skr.services.collections import CollectionResolver
 from skr.services.jobs.service import JobService
 from skr.services.knowledge import KnowledgeService
 from skr.services.library import LibraryService
-from skr.services.search import Admit, SearchService
+from skr.services.search import Admit
 from skr.settings import Settings
 from skr.wiring.container import Container, Services
 
@@ -38,13 +37,12 @@ def get_container(request: Request) -> Container:
     return container
 
 
-# POSTs that only read: questions, chat completions, ratings of answers, and MCP (whose
-# tools check the scope each needs: ``entrypoints.mcp``)
-READING_POSTS = frozenset({"/v1/ask", "/v1/chat/completions", "/v1/feedback", "/mcp", "/mcp/"})
+# POSTs that only read (questions)
+READING_POSTS = frozenset({"/v1/ask"})
 
 
 def needed_scope(method: str, path: str) -> Scope:
-    """What a request needs: reading (search, ask, chat and ratings included), ingesting
+    """What a request needs: reading (search and ask included), ingesting
     (new pages, crawls, collections, job control), or admin (deleting)."""
     if method in ("GET", "HEAD", "OPTIONS") or path in READING_POSTS:
         return Scope.READ
@@ -103,14 +101,6 @@ def _services(request: Request) -> Services:
 
 # Async, so FastAPI calls them on the event loop: a plain ``def`` dependency is run in its
 # thread pool, a hand-off to a thread and back on every request for an attribute look-up.
-async def search_service(request: Request) -> SearchService:
-    return _services(request).search
-
-
-async def ask_service(request: Request) -> AskService:
-    return _services(request).ask
-
-
 async def knowledge_service(request: Request) -> KnowledgeService:
     return _services(request).knowledge
 
@@ -157,8 +147,6 @@ async def ask_admission(request: Request) -> Admit:
     return partial(admission.admitted, ASK)
 
 
-SearchDep = Annotated[SearchService, Depends(search_service)]
-AskDep = Annotated[AskService, Depends(ask_service)]
 KnowledgeDep = Annotated[KnowledgeService, Depends(knowledge_service)]
 JobServiceDep = Annotated[JobService, Depends(job_service)]
 LibraryDep = Annotated[LibraryService, Depends(library_service)]
